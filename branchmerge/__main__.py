@@ -1,0 +1,3 @@
+from branchmerge.cli import main
+
+main()

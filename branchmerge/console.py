@@ -1,0 +1,72 @@
+"""Console output and logging shared by every command.
+
+Progress and messages go to stderr, so that machine-readable output (``--json``) on stdout
+stays clean. ``-v``/``-q`` set the level once for the whole process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+err = Console(stderr=True)
+out = Console()
+log = logging.getLogger("branchmerge")
+
+T = TypeVar("T")
+_quiet = False
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    global _quiet
+    _quiet = quiet
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 0 else logging.INFO)
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+        force=True,
+    )
+    log.setLevel(level)
+
+
+def progress() -> Progress:
+    """A rich progress display on stderr (disabled with ``-q`` and when stderr is not a terminal)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=_quiet or not err.is_terminal,
+        transient=False,
+    )
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    """Iterate with a progress bar."""
+    with progress() as bar:
+        task = bar.add_task(description, total=total if total is not None else _len(items))
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+def _len(items: Iterable[object]) -> int | None:
+    try:
+        return len(items)  # type: ignore[arg-type]
+    except TypeError:
+        return None

@@ -1,0 +1,20 @@
+"""One exception type for mistakes the user can fix.
+
+The CLI turns a ``UserError`` into a one-paragraph message and exit code 2, never a traceback:
+the message must say what was wrong, where (file, row, tensor), and what to do.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input, configuration or environment; ``exit_code`` is what the CLI returns."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def choice_error(kind: str, value: str, valid: list[str] | tuple[str, ...]) -> UserError:
+    """The standard 'unknown X' error that lists the valid choices."""
+    return UserError(f"unknown {kind} {value!r}; valid choices: {', '.join(sorted(valid))}")

@@ -1,0 +1,1 @@
+"""Recipes: the stage runner (`branchmerge run`) and the offline demo."""
