@@ -1,1 +1,98 @@
-"""engines stage."""
+"""Text generation back-ends behind one interface (see ``base.Engine``).
+
+``get_engine`` builds one by name; ``load_preset`` resolves a teacher preset (``deepseek-r1``)
+into an engine name, model and options, optionally switched to another engine or server.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from branchmerge.engines.base import Completion, Engine, Request, SamplingParams
+from branchmerge.errors import UserError, choice_error
+
+ENGINES = ("hf", "openai", "vllm", "replay")
+
+__all__ = ["Completion", "Engine", "Request", "SamplingParams", "ENGINES", "Preset", "get_engine", "load_preset"]
+
+
+def get_engine(name: str, model: str, **options: Any) -> Engine:
+    """Build the engine ``name`` for ``model`` (a path, a Hub id or a served model name)."""
+    if name == "hf":
+        from branchmerge.engines.hf import HFEngine
+
+        return HFEngine(model, **options)
+    if name == "openai":
+        from branchmerge.engines.openai import OpenAIEngine
+
+        return OpenAIEngine(model, **options)
+    if name == "vllm":
+        from branchmerge.engines.vllm import VLLMEngine
+
+        return VLLMEngine(model, **options)
+    if name == "replay":
+        from branchmerge.engines.replay import ReplayEngine
+
+        return ReplayEngine(model=model, **options)
+    raise choice_error("engine", name, ENGINES)
+
+
+@dataclass
+class Preset:
+    name: str
+    engine: str
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> Engine:
+        return get_engine(self.engine, self.model, **self.options)
+
+
+def preset_table(extra_files: list[str | Path] | None = None) -> dict[str, dict[str, Any]]:
+    import yaml
+
+    table = yaml.safe_load(resources.files("branchmerge.engines").joinpath("presets.yaml").read_text())
+    files = [p for p in os.environ.get("BRANCHMERGE_PRESETS", "").split(os.pathsep) if p]
+    for path in [*files, *(extra_files or [])]:
+        try:
+            table.update(yaml.safe_load(Path(path).read_text()) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"cannot read presets file {path}: {exc}") from None
+    return table
+
+
+def load_preset(
+    name: str,
+    engine: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    extra_files: list[str | Path] | None = None,
+    **options: Any,
+) -> Preset:
+    """Resolve preset ``name``; ``engine``/``model``/``base_url``/``options`` override it.
+
+    ``engine="vllm"`` switches to the preset's vllm section (e.g. DeepSeek-R1 on your own GPUs);
+    ``base_url`` points the openai engine at any compatible server.
+    """
+    table = preset_table(extra_files)
+    if name not in table:
+        raise choice_error("preset", name, list(table))
+    spec = table[name]
+    chosen = engine or spec["engine"]
+    if chosen not in ENGINES:
+        raise choice_error("engine", chosen, ENGINES)
+    section = spec if chosen == spec["engine"] else spec.get(chosen, {})
+    opts: dict[str, Any] = dict(section.get("options", {}))
+    if chosen == "openai":
+        opts.setdefault("base_url", spec.get("base_url", "https://api.openai.com/v1"))
+        opts.setdefault("api_key_env", spec.get("api_key_env", "OPENAI_API_KEY"))
+        if base_url:
+            opts["base_url"] = base_url
+    opts.update(options)
+    resolved_model = model or section.get("model") or spec["model"]
+    return Preset(name, chosen, resolved_model, opts, dict(spec.get("sampling", {})))
