@@ -1,0 +1,24 @@
+"""Fixtures shared across test files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+BENCHMARKS = SHARED / "benchmarks"
+
+TINY_CORPUS = [
+    "What is 12 + 30? <think>\n12 + 30 = 42\n</think>\n\nThe answer is \\boxed{42}.",
+    "def add(a, b):\n    return a + b\n",
+    "Which gas do plants absorb? A) oxygen B) carbon dioxide C) helium D) neon. Answer: B",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random Qwen2 model with a tokenizer trained on a small corpus (built once per session)."""
+    from branchmerge.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", TINY_CORPUS, vocab_size=400)
