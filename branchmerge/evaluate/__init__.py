@@ -1,1 +1,1 @@
-"""evaluate stage."""
+"""evaluate stage: benchmark registry, the R1 sampling protocol, pass@k and token statistics."""
