@@ -81,7 +81,7 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
 
 def test_unknown_engine_lists_choices():
-    with pytest.raises(UserError, match="valid choices: hf, openai, replay, vllm"):
+    with pytest.raises(UserError, match="valid choices: hf, openai, replay, toy, vllm"):
         get_engine("tgi", model="x")
 
 

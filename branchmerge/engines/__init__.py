@@ -15,7 +15,7 @@ from typing import Any
 from branchmerge.engines.base import Completion, Engine, Request, SamplingParams
 from branchmerge.errors import UserError, choice_error
 
-ENGINES = ("hf", "openai", "vllm", "replay")
+ENGINES = ("hf", "openai", "vllm", "replay", "toy")
 
 __all__ = ["Completion", "Engine", "Request", "SamplingParams", "ENGINES", "Preset", "get_engine", "load_preset"]
 
@@ -38,6 +38,10 @@ def get_engine(name: str, model: str, **options: Any) -> Engine:
         from branchmerge.engines.replay import ReplayEngine
 
         return ReplayEngine(model=model, **options)
+    if name == "toy":
+        from branchmerge.pipeline.toy import ToyTeacher
+
+        return ToyTeacher.from_files(model=model, **options)
     raise choice_error("engine", name, ENGINES)
 
 
