@@ -1,0 +1,34 @@
+"""Load result directories and write the HTML and markdown reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from branchmerge.atomic import write_text
+from branchmerge.errors import UserError
+from branchmerge.report.html import Options, render_html
+from branchmerge.report.load import Inputs, load_dirs
+from branchmerge.report.markdown import render_markdown
+from branchmerge.report.reference import published_rows
+from branchmerge.report.table import build_summary
+
+
+def build_report(
+    dirs: list[Path],
+    html_path: Path | None = None,
+    md_path: Path | None = None,
+    title: str = "branchmerge report",
+    references: list[str] | None = None,
+    options: Options | None = None,
+) -> Inputs:
+    """Write whichever of ``html_path`` and ``md_path`` is given; return what was loaded."""
+    if html_path is None and md_path is None:
+        raise UserError("nothing to write: give --html FILE, --md FILE or both")
+    published = published_rows(references or [])
+    inputs = load_dirs(dirs)
+    summary = build_summary(inputs.evaluations, published)
+    if md_path is not None:
+        write_text(md_path, render_markdown(title, summary, inputs))
+    if html_path is not None:
+        write_text(html_path, render_html(summary, inputs, options or Options(title=title)))
+    return inputs
