@@ -1,0 +1,282 @@
+"""One grader for curation and evaluation: completion + reference -> verdict with its reasons.
+
+Grading runs in two steps so a batch stays cheap. ``_prepare`` does the string work in the
+calling process: cut the answer segment at the last ``</think>`` (no closing tag or
+``finish_reason == "length"`` means ``truncated``), extract the answer, and settle whatever can
+be settled without sympy or the sandbox (unparsed rows, fast paths, cached pairs). What is left
+(math-verify checks, code runs) is then done in bulk: math in a deadline-enforcing process pool,
+code through the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from branchmerge.errors import UserError, choice_error
+from branchmerge.reasoning import THINK_OPEN, split_reasoning
+from branchmerge.records import DOMAINS
+from branchmerge.verify import extract, math_check, science
+
+
+@dataclass
+class Verdict:
+    verdict: str  # one of records.VERDICTS
+    detail: dict[str, Any] = field(default_factory=dict)  # extracted, gold, rule, ...
+
+
+OPTION_DEFAULTS: dict[str, Any] = {
+    "require_think": True,  # no </think> -> truncated; False: text without <think> is all answer
+    "gold_format": "auto",  # math: auto | int (AIME) | latex (MATH-500)
+    "math_fallbacks": extract.DEFAULT_MATH_FALLBACKS,  # after the last \boxed{}
+    "timeout": 5.0,  # seconds of wall clock per math pair
+    "science_mode": "strict",  # which mode sets a multiple-choice verdict (both are stored)
+    "float_rounding": 6,  # passed to math-verify
+    "numeric_precision": 15,
+    "strict": True,
+    "limits": None,  # code: a sandbox Limits
+}
+_CHECK_OPTIONS = ("float_rounding", "numeric_precision", "strict")
+_CACHE: dict[tuple[Any, ...], dict[str, Any]] = {}
+_CACHE_MAX = 200_000
+
+
+def _options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(OPTION_DEFAULTS))
+    if unknown:
+        raise UserError(f"unknown verify option(s) {', '.join(unknown)}; valid: {', '.join(OPTION_DEFAULTS)}")
+    merged = {**OPTION_DEFAULTS, **options}
+    if merged["science_mode"] not in science.MODES:
+        raise choice_error("science mode", merged["science_mode"], science.MODES)
+    if merged["gold_format"] not in math_check.GOLD_FORMATS:
+        raise choice_error("gold format", merged["gold_format"], math_check.GOLD_FORMATS)
+    unknown_fb = [f for f in merged["math_fallbacks"] if f not in extract.MATH_FALLBACKS]
+    if unknown_fb:
+        raise choice_error("math fallback", unknown_fb[0], tuple(extract.MATH_FALLBACKS))
+    merged["math_fallbacks"] = tuple(merged["math_fallbacks"])
+    return merged
+
+
+@dataclass
+class _MathJob:
+    gold: str
+    pred: str
+    fmt: str
+    check: dict[str, Any]
+    detail: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.gold, self.fmt, self.pred, tuple(sorted(self.check.items())))
+
+
+@dataclass
+class _CodeJob:
+    code: str
+    tests: dict[str, Any]
+    detail: dict[str, Any]
+
+
+Prepared = Verdict | _MathJob | _CodeJob
+
+
+def answer_segment(completion: str, finish_reason: str, require_think: bool) -> tuple[str, Verdict | None]:
+    """The text to grade, or the verdict that makes grading pointless (truncated, error)."""
+    if finish_reason == "error":
+        return "", Verdict("error", {"extracted": "", "rule": "generation_error"})
+    if finish_reason == "length":
+        return "", Verdict("truncated", {"extracted": "", "rule": "finish_length"})
+    split = split_reasoning(completion)
+    if split.closed:
+        return split.answer, None
+    if require_think or completion.lstrip().startswith(THINK_OPEN):
+        return "", Verdict("truncated", {"extracted": "", "rule": "no_think_close"})
+    return completion.strip(), None
+
+
+def _gold_text(reference: Any) -> str | None:
+    if isinstance(reference, dict):
+        reference = reference.get("answer")
+    if reference is None or isinstance(reference, (dict, list, bool)):
+        return None
+    return str(reference).strip() or None
+
+
+def _prepare(domain: str, completion: Any, reference: Any, finish_reason: Any, opts: dict[str, Any]) -> Prepared:
+    if domain not in DOMAINS:
+        return Verdict("error", {"extracted": "", "gold": None, "rule": "bad_domain", "error": f"domain {domain!r}"})
+    if not isinstance(completion, str):
+        return Verdict("error", {"extracted": "", "gold": None, "rule": "no_completion"})
+    choice = domain == "science" and science.is_choice(reference)
+    segment, early = answer_segment(completion, finish_reason or "stop", opts["require_think"])
+    if early is not None:
+        early.detail["gold"] = reference.get("answer") if isinstance(reference, dict) else reference
+        if choice:
+            early.detail.update(science.mode_detail(early.verdict, early.detail["rule"]))
+        return early
+    if domain == "code":
+        return _prepare_code(segment, reference)
+    if choice:
+        verdict, detail = science.grade_choice(segment, reference, opts["science_mode"])
+        return Verdict(verdict, detail)
+    return _prepare_math(segment, reference, opts, quantities=domain == "science")
+
+
+def _prepare_math(segment: str, reference: Any, opts: dict[str, Any], quantities: bool) -> Prepared:
+    gold = _gold_text(reference)
+    if gold is None:
+        return Verdict("error", {"extracted": "", "gold": reference, "rule": "no_reference"})
+    found = extract.math_answer(segment, opts["math_fallbacks"])
+    detail: dict[str, Any] = {"extracted": found.text, "gold": gold, "extract_rule": found.rule}
+    if not found.text:
+        return Verdict("unparsed", {**detail, "rule": "no_answer"})
+    pred, fmt = found.text, opts["gold_format"]
+    if quantities and (gold_q := science.split_quantity(gold)):
+        # "3.2 m/s": compare the numbers; units are recorded, since their spellings vary too much
+        pred_q = science.split_quantity(pred)
+        gold, pred = gold_q[0], pred_q[0] if pred_q else pred
+        detail.update(unit_gold=science.unit_key(gold_q[1]), unit_pred=science.unit_key(pred_q[1]) if pred_q else "")
+    fast = math_check.fast_verdict(gold, pred, fmt)
+    if fast is not None:
+        return Verdict("correct" if fast[0] else "incorrect", {**detail, "rule": fast[1]})
+    return _MathJob(gold, pred, fmt, {k: opts[k] for k in _CHECK_OPTIONS}, detail)
+
+
+def _prepare_code(segment: str, reference: Any) -> Prepared:
+    if not isinstance(reference, dict) or not isinstance(reference.get("inputs"), list):
+        return Verdict("error", {"extracted": "", "gold": None, "rule": "no_tests"})
+    if not reference["inputs"] or len(reference["inputs"]) != len(reference.get("outputs") or []):
+        # an empty test list would pass anything (reference/evaluation.md §2.5)
+        return Verdict("error", {"extracted": "", "gold": None, "rule": "bad_tests"})
+    found = extract.code_block(segment)
+    detail = {"extracted": found.text, "gold": None, "extract_rule": found.rule}
+    if not found.text.strip():
+        return Verdict("unparsed", {**detail, "rule": "no_code_block"})
+    return _CodeJob(found.text, reference, detail)
+
+
+# ---- resolving the jobs -----------------------------------------------------------------------
+
+
+def _math_result(job: _MathJob, result: dict[str, Any], cached: bool) -> Verdict:
+    detail = {**job.detail, "rule": result["rule"]}
+    for key in ("parsed_gold", "parsed_pred", "error"):
+        if key in result:
+            detail[key] = result[key]
+    if cached:
+        detail["cached"] = True
+    if result["ok"]:
+        return Verdict("correct", detail)
+    if result["rule"] == "timeout":
+        detail["timeout"] = True  # counted apart, scored incorrect (reference/evaluation.md §3 #11)
+        return Verdict("incorrect", detail)
+    if result["rule"] in ("math_verify",):
+        return Verdict("incorrect", detail)
+    return Verdict("error", detail)
+
+
+def _check_item(item: tuple[str, str, str, dict[str, Any]], timeout: float | None) -> dict[str, Any]:
+    return math_check.timed_check(item, timeout)
+
+
+def _lost(item: Any, why: str) -> dict[str, Any]:
+    if why == "timeout":
+        return {"ok": False, "rule": "timeout", "error": "worker stopped answering; killed"}
+    return {"ok": False, "rule": "check_error", "error": f"worker process ended ({why})"}
+
+
+def _run_math(jobs: list[_MathJob], opts: dict[str, Any], workers: int, progress: bool) -> list[Verdict]:
+    known = {job.key: _CACHE[job.key] for job in jobs if job.key in _CACHE}
+    unique: dict[tuple[Any, ...], _MathJob] = {}
+    for job in jobs:
+        if job.key not in known:
+            unique.setdefault(job.key, job)
+    todo = sorted(unique.values(), key=lambda j: j.gold)  # same gold together: one parse per worker
+    items = [(j.gold, j.pred, j.fmt, j.check) for j in todo]
+    if len(items) <= 2 and threading.current_thread() is threading.main_thread() or workers <= 0:
+        results = [_check_item(item, opts["timeout"]) for item in items]
+    else:
+        from branchmerge.verify.pool import run_pool
+
+        with _Progress(progress, len(items)) as tick:
+            results = run_pool(
+                "branchmerge.verify.grader:_check_item", items, _lost, workers=workers, timeout=opts["timeout"], on_result=lambda i, r: tick(1)
+            )
+    if len(_CACHE) + len(results) > _CACHE_MAX:
+        _CACHE.clear()
+    for job, result in zip(todo, results):
+        known[job.key] = result
+        if result["rule"] == "math_verify":  # time-outs and crashes may go otherwise next time
+            _CACHE[job.key] = result
+    return [_math_result(job, known[job.key], cached=unique.get(job.key) is not job) for job in jobs]
+
+
+def _run_code(jobs: list[_CodeJob], opts: dict[str, Any], workers: int) -> list[Verdict]:
+    from branchmerge.verify.code import run_code_jobs
+
+    return run_code_jobs(jobs, opts["limits"], workers)
+
+
+# ---- public API -------------------------------------------------------------------------------
+
+
+def grade(domain: str, completion: str, reference: Any, finish_reason: str = "stop", **options: Any) -> Verdict:
+    """Grade one completion. Math checks run in this process under a timer on the main thread,
+    and in a one-worker pool elsewhere (signals only work on the main thread)."""
+    row = {"domain": domain, "completion": completion, "reference": reference, "finish_reason": finish_reason}
+    graded = grade_rows([row], domain, workers=1, **options)[0]
+    return Verdict(graded["verdict"], graded["verdict_detail"])
+
+
+def grade_rows(
+    rows: list[dict[str, Any]],
+    domain: str | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Copies of generation ``rows`` with ``verdict`` and ``verdict_detail`` set, order kept.
+
+    ``domain`` overrides each row's ``domain``; ``workers`` defaults to the usable CPUs.
+    """
+    if domain is not None and domain not in DOMAINS:
+        raise choice_error("domain", domain, DOMAINS)
+    opts = _options(options)
+    workers = workers if workers is not None else len(os.sched_getaffinity(0))
+    prepared = [
+        _prepare(domain or row.get("domain"), row.get("completion"), row.get("reference"), row.get("finish_reason"), opts)
+        for row in rows
+    ]
+    math_idx = [i for i, p in enumerate(prepared) if isinstance(p, _MathJob)]
+    code_idx = [i for i, p in enumerate(prepared) if isinstance(p, _CodeJob)]
+    for i, verdict in zip(math_idx, _run_math([prepared[i] for i in math_idx], opts, workers, progress)):
+        prepared[i] = verdict
+    if code_idx:
+        for i, verdict in zip(code_idx, _run_code([prepared[i] for i in code_idx], opts, workers)):
+            prepared[i] = verdict
+    return [{**row, "verdict": v.verdict, "verdict_detail": v.detail} for row, v in zip(rows, prepared)]
+
+
+class _Progress:
+    """A progress bar over the pooled checks, only when asked (a caller may have its own display)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total = enabled and total > 0, total
+        self._bar: Any = None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda n: None
+        from branchmerge.console import progress
+
+        self._bar = progress()
+        self._bar.start()
+        task = self._bar.add_task("verify (math-verify checks)", total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()

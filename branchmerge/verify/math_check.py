@@ -1,0 +1,169 @@
+"""Comparing one extracted math answer with its gold: fast paths, then math-verify.
+
+The gold is parsed the way the benchmark needs it: ``int`` (AIME: a bare integer), ``latex``
+(MATH-500: wrapped in ``\\boxed{}`` so math-verify's LaTeX extractor sees delimiters, see
+Math-Verify#70), or ``auto`` (int when it is one). The prediction is the answer text already cut
+out by ``extract.math_answer`` and is parsed the same way, so math-verify never looks at the
+reasoning.
+
+math-verify's own time-outs use ``signal.alarm`` (fails off the main thread, Math-Verify#50), so
+they are switched off here and the *whole pair* runs under our own interval timer instead, which
+``pool.py`` backs up by killing a worker that stops answering.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+GOLD_FORMATS = ("auto", "int", "latex")
+_INT = re.compile(r"[+-]?\d{1,9}")  # <= 9 digits: far below math-verify's 15-digit precision
+
+
+class PairTimeout(BaseException):
+    """Raised by our timer; a BaseException so math-verify's ``except Exception`` cannot eat it."""
+
+
+def resolve_format(gold: str, gold_format: str) -> str:
+    if gold_format not in GOLD_FORMATS:
+        raise ValueError(f"gold_format {gold_format!r} is not one of {', '.join(GOLD_FORMATS)}")
+    if gold_format == "auto":
+        return "int" if re.fullmatch(r"\s*[+-]?\d+\s*", gold) else "latex"
+    return gold_format
+
+
+# ---- fast paths -------------------------------------------------------------------------------
+
+_SPACING = re.compile(r"\\[,;!: ]|\\(?:left|right|displaystyle)(?![a-zA-Z])|\$")
+# drop whitespace unless it separates two letters ("\pi r" must not become "\pir")
+_WS = re.compile(r"(?<![a-zA-Z])\s+|\s+(?![a-zA-Z])")
+
+
+def normalise(text: str) -> str:
+    """A spelling-only normal form: spacing commands, ``\\left``/``\\right``, ``\\dfrac``, ``$``."""
+    text = _SPACING.sub(" ", text)
+    text = re.sub(r"\\[dt]frac(?![a-zA-Z])", r"\\frac", text)
+    text = _WS.sub("", text).strip()
+    return text.rstrip(".").strip()
+
+
+def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | None:
+    """A verdict the full check would give anyway, or None when the full check must run.
+
+    - identical after ``normalise``: both sides then parse to the same objects and the same
+      fallback strings, and math-verify compares those fallback strings too, so it says equal;
+    - two small integers: math-verify compares them exactly.
+    ``tests/test_verify_math.py`` checks both rules against the full check on every curated pair.
+    """
+    fmt = resolve_format(gold, gold_format)
+    g, p = normalise(gold), normalise(pred)
+    if not p:
+        return None
+    if g == p and fmt == "latex":
+        return True, "fast_same_text"
+    if _INT.fullmatch(g) and _INT.fullmatch(p):
+        return int(g) == int(p), "fast_integer"
+    return None
+
+
+# ---- the full check ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _mv() -> Any:
+    """Import math-verify once, with its signal-based time-outs and their warning switched off."""
+    import math_verify
+    import math_verify.grader
+    import math_verify.parser
+
+    math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+    math_verify.grader.TIMEOUT_WARNING_SHOWN = True
+    return math_verify
+
+
+@lru_cache(maxsize=1)
+def _configs() -> tuple[Any, Any]:
+    mv = _mv()
+    latex = [mv.LatexExtractionConfig(boxed_match_priority=0), mv.ExprExtractionConfig()]
+    expr = [mv.ExprExtractionConfig(), mv.LatexExtractionConfig(boxed_match_priority=0)]
+    return latex, expr
+
+
+@lru_cache(maxsize=4096)
+def parse_gold(gold: str, fmt: str) -> list[Any]:
+    mv = _mv()
+    if fmt == "int":
+        import sympy
+
+        try:
+            return [sympy.Integer(int(gold.strip()))]
+        except ValueError:
+            pass  # not an integer after all: parse it like LaTeX
+    return mv.parse(f"\\boxed{{{gold}}}", _configs()[0], parsing_timeout=None)
+
+
+def parse_pred(pred: str) -> list[Any]:
+    return _mv().parse(f"\\boxed{{{pred}}}", _configs()[0], parsing_timeout=None)
+
+
+def full_check(gold: str, pred: str, gold_format: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """math-verify ``verify(parse(gold), parse(pred))``; runs in a worker, returns plain data."""
+    options = options or {}
+    fmt = resolve_format(gold, gold_format)
+    gold_parsed = parse_gold(gold, fmt)
+    if not gold_parsed:
+        return {"ok": False, "rule": "gold_unparsed", "error": f"math-verify could not parse the gold {gold!r}"}
+    pred_parsed = parse_pred(pred)
+    equal = _mv().verify(
+        gold_parsed,
+        pred_parsed,
+        float_rounding=options.get("float_rounding", 6),
+        numeric_precision=options.get("numeric_precision", 15),
+        strict=options.get("strict", True),
+        timeout_seconds=None,
+    )
+    return {"ok": bool(equal), "rule": "math_verify", "parsed_gold": _show(gold_parsed), "parsed_pred": _show(pred_parsed)}
+
+
+def _show(parsed: list[Any]) -> str:
+    if not parsed:
+        return ""
+    try:
+        return str(parsed[0])[:200]
+    except Exception:  # printing some sympy objects can itself fail
+        return "<unprintable>"
+
+
+@contextmanager
+def time_limit(seconds: float | None):
+    """Raise ``PairTimeout`` after ``seconds`` of wall clock (main thread only; no-op elsewhere)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _fire(signum: int, frame: Any) -> None:
+        raise PairTimeout()
+
+    previous = signal.signal(signal.SIGALRM, _fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def timed_check(item: tuple[str, str, str, dict[str, Any]], timeout: float | None) -> dict[str, Any]:
+    """``full_check`` under a wall-clock limit; a time-out or crash becomes a result, not an exception."""
+    gold, pred, gold_format, options = item
+    try:
+        with time_limit(timeout):
+            return full_check(gold, pred, gold_format, options)
+    except PairTimeout:
+        return {"ok": False, "rule": "timeout", "error": f"no verdict within {timeout:g}s"}
+    except Exception as exc:  # a grader bug must cost one row, not the batch
+        return {"ok": False, "rule": "check_error", "error": f"{type(exc).__name__}: {exc}"[:500]}

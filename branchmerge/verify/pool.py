@@ -1,0 +1,172 @@
+"""A process pool whose every item has a wall-clock deadline the parent enforces.
+
+``concurrent.futures`` cannot take back a task that hangs, and math-verify's own time-out only
+works on a main thread. Here each worker runs items one at a time (its own interval timer
+interrupts slow Python code) and reports after every item; if a worker stays silent past
+``timeout + grace`` (stuck in C code, out of memory, killed) the parent kills it, records the
+item it was on, re-queues the rest of its chunk and starts a fresh worker.
+
+Workers are plain ``python -m branchmerge.verify.pool`` subprocesses (about 0.4 s to start):
+unlike multiprocessing's fork they are safe when the caller has threads, and unlike spawn and
+forkserver they never re-import the caller's ``__main__``, so a script without an
+``if __name__ == "__main__"`` guard works too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+DEFAULT_MEMORY_BYTES = 4 << 30
+
+
+def _resolve(ref: str) -> Callable[[Any, float | None], Any]:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _serve() -> None:
+    """Worker side: stdin brings (function, timeout, memory), then chunks; results go back on
+    the pipe named by ``BRANCHMERGE_POOL_FD``."""
+    inbox = Connection(0, writable=False)
+    outbox = Connection(int(os.environ["BRANCHMERGE_POOL_FD"]), readable=False)
+    os.dup2(2, 1)  # a stray print must not corrupt the result channel
+    ref, timeout, memory = inbox.recv()
+    if memory:
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        except (ValueError, OSError):
+            pass  # a lower hard limit is already in place
+    fn = _resolve(ref)
+    while True:
+        try:
+            chunk = inbox.recv()
+        except EOFError:
+            return
+        if chunk is None:
+            return
+        for index, item in chunk:
+            outbox.send((index, fn(item, timeout)))
+
+
+class _Slot:
+    def __init__(self, ref: str, timeout: float | None, memory: int) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "branchmerge.verify.pool"],
+            stdin=to_child_r,
+            pass_fds=(from_child_w,),
+            env={**os.environ, "BRANCHMERGE_POOL_FD": str(from_child_w)},
+        )
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.send_conn = Connection(to_child_w, readable=False)
+        self.conn = Connection(from_child_r, writable=False)
+        self.send_conn.send((ref, timeout, memory))
+        self.pending: deque[int] = deque()
+        self.deadline = float("inf")
+
+    def close(self, kill: bool) -> None:
+        if not kill:
+            try:
+                self.send_conn.send(None)
+            except OSError:
+                kill = True
+        if kill:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.send_conn.close()
+        self.conn.close()
+
+
+def run_pool(
+    fn: str,
+    items: Sequence[Any],
+    on_lost: Callable[[Any, str], Any],
+    workers: int = 2,
+    timeout: float | None = 5.0,
+    grace: float = 5.0,
+    memory: int = DEFAULT_MEMORY_BYTES,
+    on_result: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
+    """``[f(item, timeout) for item in items]`` over ``workers`` processes, order kept.
+
+    ``fn`` names a module-level function as ``"package.module:name"``; it should enforce
+    ``timeout`` itself where it can. ``on_lost(item, why)`` makes the result for an item whose
+    worker was killed (``"timeout"``) or died (``"worker_died"``).
+    """
+    results: list[Any] = [None] * len(items)
+    if not items:
+        return results
+    workers = max(1, min(workers, len(items)))
+    size = max(1, min(64, len(items) // (workers * 8)))
+    queue: deque[list[int]] = deque(list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size))
+    limit = (timeout + grace) if timeout else float("inf")
+    slots: list[_Slot] = []
+
+    def feed(slot: _Slot) -> None:
+        if queue and not slot.pending:
+            chunk = queue.popleft()
+            slot.send_conn.send([(i, items[i]) for i in chunk])
+            slot.pending.extend(chunk)
+            slot.deadline = time.monotonic() + limit
+
+    def replace(slot: _Slot, why: str) -> _Slot:
+        slot.close(kill=True)
+        lost = slot.pending.popleft()
+        results[lost] = on_lost(items[lost], why)
+        if on_result:
+            on_result(lost, results[lost])
+        if slot.pending:
+            queue.appendleft(list(slot.pending))
+        fresh = _Slot(fn, timeout, memory)
+        feed(fresh)
+        return fresh
+
+    try:
+        slots.extend(_Slot(fn, timeout, memory) for _ in range(min(workers, len(queue))))
+        for slot in slots:
+            feed(slot)
+        while any(slot.pending for slot in slots):
+            busy = {slot.conn: slot for slot in slots if slot.pending}
+            soonest = min(slot.deadline for slot in busy.values())
+            wait_s = None if soonest == float("inf") else max(0.0, soonest - time.monotonic())
+            ready = wait(list(busy), timeout=wait_s)
+            for conn in ready:
+                slot = busy[conn]
+                try:
+                    index, result = conn.recv()
+                except (EOFError, OSError):
+                    slots[slots.index(slot)] = replace(slot, "worker_died")
+                    continue
+                results[index] = result
+                slot.pending.remove(index)
+                slot.deadline = time.monotonic() + limit
+                if on_result:
+                    on_result(index, result)
+                feed(slot)
+            now = time.monotonic()
+            for i, slot in enumerate(slots):
+                if slot.pending and slot.deadline <= now and slot.conn not in ready:
+                    slots[i] = replace(slot, "timeout")
+    finally:
+        for slot in slots:
+            slot.close(kill=bool(slot.pending))
+    return results
+
+
+if __name__ == "__main__":
+    _serve()

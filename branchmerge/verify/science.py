@@ -1,0 +1,111 @@
+"""Science answers: multiple-choice letters (strict and lenient), option shuffles, quantities.
+
+GPQA scores swing by ~10 points with the extraction regex (reference/evaluation.md §1.4, §3 #12),
+so both modes are always computed and stored; ``science_mode`` only picks which one sets the
+row's verdict. Shuffles are a pure function of (problem id, sample index, seed) and the
+permutation is stored in the shuffled reference, so any run can be regraded later (evalscope#1579).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from typing import Any
+
+from branchmerge.verify.extract import choice_letter
+
+MODES = ("strict", "lenient")
+
+
+def is_choice(reference: Any) -> bool:
+    """Multiple choice: options given, or no options and a lone capital letter as the answer."""
+    if not isinstance(reference, dict):
+        return False
+    if isinstance(reference.get("options"), dict) and reference["options"]:
+        return True
+    return bool(re.fullmatch(r"[A-J]", str(reference.get("answer", "")).strip()))
+
+
+def letters_of(reference: dict[str, Any]) -> str:
+    options = reference.get("options")
+    if isinstance(options, dict) and options:
+        return "".join(sorted(options))
+    last = max("D", str(reference["answer"]).strip())
+    return "".join(chr(c) for c in range(ord("A"), ord(last) + 1))
+
+
+def grade_choice(segment: str, reference: dict[str, Any], mode: str) -> tuple[str, dict[str, Any]]:
+    """(verdict, detail) for one answer segment; detail holds both modes."""
+    gold = str(reference["answer"]).strip().upper()
+    letters = letters_of(reference)
+    options = reference.get("options") if isinstance(reference.get("options"), dict) else None
+    detail: dict[str, Any] = {"gold": gold, "mode": mode}
+    for name in MODES:
+        found = choice_letter(segment, letters, name, options)
+        if not found.text:
+            verdict = "unparsed"
+        else:
+            verdict = "correct" if found.text == gold else "incorrect"
+        detail[name] = {"extracted": found.text, "rule": found.rule, "verdict": verdict}
+    chosen = detail[mode]
+    detail["extracted"] = chosen["extracted"]
+    detail["rule"] = chosen["rule"]
+    return chosen["verdict"], detail
+
+
+def mode_detail(verdict: str, rule: str) -> dict[str, Any]:
+    """The strict/lenient entries for a row decided before extraction (truncated, error)."""
+    return {name: {"extracted": "", "rule": rule, "verdict": verdict} for name in MODES}
+
+
+def shuffle_options(reference: dict[str, Any], problem_id: str, sample_idx: int, seed: int) -> dict[str, Any]:
+    """A new reference with the options re-lettered by a permutation fixed by the three keys.
+
+    ``permutation[i]`` is the original letter now shown as the i-th letter, so the original
+    order can always be recovered from a stored row.
+    """
+    options = reference.get("options")
+    if not isinstance(options, dict) or not options:
+        raise ValueError("shuffle_options needs a reference with a non-empty 'options' dict")
+    answer = str(reference.get("answer", "")).strip().upper()
+    if answer not in options:
+        raise ValueError(f"answer {answer!r} is not one of the options {', '.join(sorted(options))}")
+    letters = sorted(options)
+    digest = hashlib.sha256(f"{problem_id}\x1f{sample_idx}\x1f{seed}".encode()).digest()
+    order = list(letters)
+    random.Random(int.from_bytes(digest[:8], "big")).shuffle(order)
+    shuffled = {new: options[old] for new, old in zip(letters, order)}
+    return {
+        **reference,
+        "options": shuffled,
+        "answer": letters[order.index(answer)],
+        "permutation": order,
+    }
+
+
+# ---- free-form quantities ("3.2 m/s") ---------------------------------------------------------
+
+_NUMBER = (
+    r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+    r"(?:\s*(?:\\times|\\cdot|×)\s*10\s*\^\s*\{?\s*[+-]?\d+\s*\}?|\s*[eE]\s*[+-]?\d+)?"
+)
+_QUANTITY = re.compile(rf"\s*(?P<num>{_NUMBER})\s*(?P<unit>.*?)\s*")
+_UNIT = re.compile(r"(?:\\(?:text|mathrm|rm|,|;|\s)|[A-Za-zµμΩ°%/^{}\-\s()·*.\\]|\d)*")
+
+
+def split_quantity(text: str) -> tuple[str, str] | None:
+    """(number as LaTeX, unit text) when ``text`` is a number followed by a unit, else None."""
+    m = _QUANTITY.fullmatch(text)
+    if not m or not m.group("unit") or not re.search(r"[A-Za-zµμΩ°%]", m.group("unit")):
+        return None
+    if not _UNIT.fullmatch(m.group("unit")):
+        return None
+    number = re.sub(r"\s*[eE]\s*([+-]?\d+)$", r"\\times 10^{\1}", m.group("num").strip())
+    return number, m.group("unit").strip()
+
+
+def unit_key(unit: str) -> str:
+    """A unit spelled without LaTeX wrappers and spaces, for the record only."""
+    unit = re.sub(r"\\(?:text|mathrm|rm)\s*\{([^{}]*)\}", r"\1", unit)
+    return re.sub(r"[\s{}\\,;]", "", unit)
