@@ -247,12 +247,16 @@ class ToyTeacher:
         return results
 
     @staticmethod
-    def _write(problem: dict[str, Any], wrong: bool) -> str:
+    def trace(problem: dict[str, Any], wrong: bool = False) -> tuple[str, str]:
+        """(reasoning, answer) for a problem, with the worked or the deliberately wrong solution."""
         worked = problem["meta"]["teacher"]
         answer = worked["wrong"] if wrong else worked["answer"]
-        thinking = "\n".join(worked["steps"])
         if problem["domain"] == "code":
             final = f"Here is the program.\n\n```python\n{answer}```"
         else:
             final = f"The answer is \\boxed{{{answer}}}."
-        return f"{thinking}\n</think>\n\n{final}"
+        return "\n".join(worked["steps"]), final
+
+    def _write(self, problem: dict[str, Any], wrong: bool) -> str:
+        reasoning, answer = self.trace(problem, wrong)
+        return f"{reasoning}\n</think>\n\n{answer}"
