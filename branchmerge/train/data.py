@@ -1,0 +1,261 @@
+"""Training data: find the rows, check their ``messages``, and turn each into ids and labels.
+
+Why we tokenize ourselves instead of TRL's ``assistant_only_loss``: that option needs
+``{% generation %}`` markers, which real R1-Distill templates lack, and rendering a whole
+conversation through an R1 template drops the reasoning (it keeps only the text after
+``</think>`` of assistant turns). The rule here works for any template: the context is the
+prompt exactly as the model sees it at inference (``add_generation_prompt=True``), and the
+target is the assistant content minus whatever the generation prompt already pre-fills (R1's
+``<think>\\n``), followed by the template's end-of-turn text up to its stop token. Only the
+target carries loss. TRL then packs, collates and trains on the ``input_ids``/``labels`` columns.
+
+Multi-turn rows train on their last assistant turn; earlier turns are context, rendered as the
+template renders history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from branchmerge.errors import UserError
+
+SENTINEL = "\ue000branchmerge-sentinel\ue000"
+IGNORE = -100
+KEEP = ("ok", "truncated")
+DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
+
+
+@dataclass
+class Source:
+    """Where the rows come from and, for a curation output, what its stats said."""
+
+    path: Path
+    files: list[Path]
+    curation: dict[str, Any] | None = None
+
+
+def find_source(data: str | Path) -> Source:
+    """A curation output (``DIR/data/*.parquet``), a directory of parquet/jsonl, or one such file."""
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise UserError(f"--data {path}: no such file or directory")
+    if path.is_file():
+        files = [path]
+    else:
+        folder = path / "data" if (path / "data").is_dir() else path
+        files = sorted(p for p in folder.iterdir() if p.suffix in DATA_SUFFIXES and p.is_file())
+    files = [f for f in files if f.suffix in DATA_SUFFIXES]
+    if not files:
+        raise UserError(
+            f"--data {path}: no .parquet or .jsonl files found (expected a curation output with "
+            "data/*.parquet, or parquet/jsonl files with a 'messages' column)"
+        )
+    curation = None
+    stats_file = path / "stats.json" if path.is_dir() else None
+    if stats_file and stats_file.is_file():
+        stats = json.loads(stats_file.read_text("utf-8"))
+        if isinstance(stats, dict) and stats.get("kind") == "curation":
+            curation = stats
+    return Source(path, files, curation)
+
+
+def load_rows(source: Source):
+    """A ``datasets.Dataset`` with one ``messages`` column (JSON text) from every file."""
+    import datasets
+
+    rows: list[str] = []
+    for file in source.files:
+        messages = _read_parquet(file) if file.suffix == ".parquet" else _read_json(file)
+        rows.extend(m if isinstance(m, str) else json.dumps(m, ensure_ascii=False) for m in messages)
+    if not rows:
+        raise UserError(f"--data {source.path}: the files hold no rows")
+    return datasets.Dataset.from_dict({"messages": rows})
+
+
+def _read_parquet(file: Path) -> list[Any]:
+    import pyarrow.parquet as pq
+
+    columns = pq.read_schema(file).names
+    if "messages" not in columns:
+        raise _no_messages(file, columns)
+    return pq.read_table(file, columns=["messages"]).column("messages").to_pylist()
+
+
+def _read_json(file: Path) -> list[Any]:
+    text = file.read_text("utf-8")
+    try:
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError:
+        records = []
+    if len(records) == 1 and isinstance(records[0], list):
+        records = records[0]
+    elif not records:
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{file}: neither JSON lines nor a JSON list: {exc}") from None
+    out = []
+    for lineno, record in enumerate(records, 1):
+        if not isinstance(record, dict) or "messages" not in record:
+            keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+            raise UserError(f"{file}: row {lineno} has no 'messages' field (it has {keys})")
+        out.append(record["messages"])
+    return out
+
+
+def _no_messages(file: Path, columns: list[str]) -> UserError:
+    return UserError(
+        f"{file}: no 'messages' column (columns: {', '.join(columns)}); the training stage needs chat "
+        "messages [{role, content}, ...] ending with the assistant turn, as `branchmerge curate` writes"
+    )
+
+
+def check_messages(messages: Any) -> tuple[list[dict[str, str]] | None, str]:
+    """The conversation as role/content dicts, or None and why it cannot be trained on."""
+    if isinstance(messages, str):
+        try:
+            messages = json.loads(messages)
+        except json.JSONDecodeError:
+            return None, "messages is not JSON"
+    if not isinstance(messages, list) or len(messages) < 2:
+        return None, "messages must be a list of at least a prompt and an assistant turn"
+    out = []
+    for message in messages:
+        if not isinstance(message, dict):
+            return None, "a message is not a {role, content} mapping"
+        role, content = message.get("role"), message.get("content")
+        if not isinstance(role, str) or not isinstance(content, str):
+            return None, "a message lacks a string role or content"
+        out.append({"role": role, "content": content})
+    if out[-1]["role"] != "assistant":
+        return None, "the last message is not an assistant turn"
+    if not out[-1]["content"].strip():
+        return None, "the assistant turn is empty"
+    if all(m["role"] == "assistant" for m in out[:-1]):
+        return None, "no prompt before the assistant turn"
+    return out, "ok"
+
+
+@dataclass
+class ChatFormat:
+    """How one tokenizer's chat template frames an assistant turn, probed by rendering it."""
+
+    tokenizer: Any
+    stop_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Any, extra_stop_ids: list[int] | tuple[int, ...] = ()) -> ChatFormat:
+        if not getattr(tokenizer, "chat_template", None):
+            raise UserError(
+                f"the tokenizer of {getattr(tokenizer, 'name_or_path', 'the base model')!r} has no chat "
+                "template; add one to tokenizer_config.json (or chat_template.jinja) before training"
+            )
+        stops = {i for i in extra_stop_ids if i is not None}
+        if tokenizer.eos_token_id is not None:
+            stops.add(tokenizer.eos_token_id)
+        return cls(tokenizer, frozenset(stops))
+
+    def render(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
+
+    def split(self, messages: list[dict[str, str]]) -> tuple[str, str, str] | None:
+        """(prompt, target, end-of-turn) texts; None when the content lacks the template's prefill."""
+        context, content = messages[:-1], messages[-1]["content"]
+        prompt = self.render(context, True)
+        probe = self.render([*context, {"role": "assistant", "content": SENTINEL}], False)
+        at = probe.find(SENTINEL)
+        if at < 0:
+            raise UserError("the chat template does not render the assistant's content; cannot train on it")
+        head, end_of_turn = probe[:at], probe[at + len(SENTINEL) :]
+        prefill = prompt[len(head) :] if prompt.startswith(head) else ""
+        if prefill:
+            if content.startswith(prefill):
+                content = content[len(prefill) :]
+            elif prefill.strip() and content.lstrip().startswith(prefill.strip()):
+                content = content.lstrip()[len(prefill.strip()) :].lstrip(" \t\n")
+            else:
+                return None
+        return prompt, content, end_of_turn
+
+    def encode(self, messages: list[dict[str, str]]) -> dict[str, list[int]] | None:
+        """``input_ids`` and ``labels`` (IGNORE outside the target); None as for ``split``."""
+        parts = self.split(messages)
+        if parts is None:
+            return None
+        prompt, content, end_of_turn = parts
+        prompt_ids = self._ids(prompt)
+        target = self._ids(content)
+        turn_end = self._ids(end_of_turn)
+        stop = next((i for i, t in enumerate(turn_end) if t in self.stop_ids), None)
+        if stop is None:  # the template's turn end holds no stop token: teach the model to stop anyway
+            target += [*turn_end, self.tokenizer.eos_token_id]
+        else:
+            target += turn_end[: stop + 1]
+        return {"input_ids": prompt_ids + target, "labels": [IGNORE] * len(prompt_ids) + target}
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def _encode_row(row: dict[str, Any], chat: ChatFormat, max_length: int, overlong: str) -> dict[str, Any]:
+    messages, why = check_messages(row["messages"])
+    empty: dict[str, Any] = {"input_ids": [], "labels": []}
+    if messages is None:
+        return {**empty, "status": f"invalid: {why}"}
+    encoded = chat.encode(messages)
+    if encoded is None:
+        return {**empty, "status": "missing_prefill"}
+    if len(encoded["input_ids"]) <= max_length:
+        return {**encoded, "status": "ok"}
+    if overlong == "drop":
+        return {**empty, "status": "overlong_dropped"}
+    labels = encoded["labels"][:max_length]
+    if all(label == IGNORE for label in labels):
+        return {**empty, "status": "overlong_dropped"}
+    return {"input_ids": encoded["input_ids"][:max_length], "labels": labels, "status": "truncated"}
+
+
+def prepare(
+    data,
+    chat: ChatFormat,
+    max_length: int,
+    overlong: str = "drop",
+    num_proc: int | None = None,
+    where: str = "the data",
+):
+    """Encode every row; return (dataset of input_ids/labels, counts). No usable row is an error."""
+    encoded = data.map(
+        _encode_row,
+        fn_kwargs={"chat": chat, "max_length": max_length, "overlong": overlong},
+        remove_columns=data.column_names,
+        num_proc=num_proc if num_proc and num_proc > 1 and len(data) >= 4 * num_proc else None,
+        desc="Tokenizing",
+    )
+    statuses = Counter(encoded["status"])
+    kept = encoded.filter(lambda status: status in KEEP, input_columns="status")
+    if len(kept) == 0:
+        reasons = ", ".join(f"{status} x{n}" for status, n in statuses.most_common())
+        raise UserError(f"{where}: no usable training example ({reasons})")
+    kept = kept.remove_columns("status")
+    lengths = [len(ids) for ids in kept["input_ids"]]
+    trained = sum(sum(1 for label in labels if label != IGNORE) for labels in kept["labels"])
+    counts = {
+        "rows": len(data),
+        "examples": len(kept),
+        "truncated": statuses.get("truncated", 0),
+        "dropped_overlong": statuses.get("overlong_dropped", 0),
+        "dropped_missing_prefill": statuses.get("missing_prefill", 0),
+        "dropped_invalid": sum(n for s, n in statuses.items() if s.startswith("invalid")),
+        "invalid_reasons": {s[len("invalid: ") :]: n for s, n in statuses.items() if s.startswith("invalid")},
+        "tokens": sum(lengths),
+        "target_tokens": trained,
+        "max_tokens": max(lengths),
+        "mean_tokens": round(sum(lengths) / len(lengths), 1),
+    }
+    return kept, counts

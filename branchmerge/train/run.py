@@ -1,0 +1,320 @@
+"""One SFT branch: check inputs, tokenize, train with TRL's ``SFTTrainer``, write the outputs.
+
+Everything that can be wrong with the inputs (base path, tokenizer without chat template, data
+without usable messages, recipe keys, an output directory holding another run) is checked before
+the model is loaded. The output directory is itself a Hugging Face model directory; beside the
+weights it holds ``checkpoints/`` (for ``--resume``), ``metrics.jsonl`` (every trainer log line),
+``trainer_state.json``, ``run_config.json``, ``stats.json`` (kind "training", written last) and
+the training card ``README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from branchmerge.atomic import write_json, write_text
+from branchmerge.console import log
+from branchmerge.errors import UserError
+from branchmerge.train.card import training_card
+from branchmerge.train.config import TrainConfig, sft_kwargs
+from branchmerge.train.data import ChatFormat, find_source, load_rows, prepare
+
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+RUN_CONFIG = "run_config.json"
+STATS = "stats.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Run (or resume) one training branch and return its ``stats.json`` content."""
+    config.resolve()
+    out = Path(config.out).expanduser()
+    base = check_base(config.base)
+    source = find_source(config.data)
+    done = _prepare_out(out, config)
+    if done is not None:
+        log.info("%s already holds the finished run; nothing to do", out)
+        return done
+    tokenizer, stop_ids = load_tokenizer(base)
+    chat = ChatFormat.for_tokenizer(tokenizer, stop_ids)
+    settings = config.settings
+    dataset, counts = prepare(
+        load_rows(source),
+        chat,
+        settings["max_length"],
+        settings["overlong"],
+        settings.get("dataset_num_proc"),
+        where=f"--data {source.path}",
+    )
+    _report_counts(counts)
+    args = _sft_config(settings, out)
+
+    from trl import SFTTrainer
+
+    resume_from = latest_checkpoint(out) if config.resume else None
+    _trim_metrics(out / METRICS, resume_from)
+    trainer = SFTTrainer(
+        model=base,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[MetricsLog(out / METRICS), *callbacks],
+    )
+    main = trainer.is_world_process_zero()
+    if main:
+        write_json(out / RUN_CONFIG, _comparable(config))
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    wall = time.time() - started
+    _save_model(trainer, out)
+    if not main:
+        return {}
+    trainer.state.save_to_json(str(out / "trainer_state.json"))
+    stats = _stats(config, source, counts, trainer, result, wall, resume_from, base)
+    write_text(out / "README.md", training_card(stats))
+    write_json(out / STATS, stats)
+    return stats
+
+
+def check_base(base: str) -> str:
+    """A local model directory, or something shaped like a Hub id (``org/name``)."""
+    path = Path(base).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UserError(f"--base {base}: not a model directory (no config.json)")
+        return str(path)
+    hub_like = re.fullmatch(r"[\w.-]+/[\w.-]+", base) and not base.startswith(".")
+    if not hub_like:
+        raise UserError(f"--base {base}: no such directory (give a local model directory or a Hub id)")
+    return base
+
+
+def load_tokenizer(base: str) -> tuple[Any, list[int]]:
+    """The base model's tokenizer and the ids that end a generation (tokenizer + generation config)."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--base {base}: cannot load its tokenizer: {exc}") from None
+    try:
+        eos = GenerationConfig.from_pretrained(base).eos_token_id
+    except OSError:
+        eos = None
+    stop_ids = [eos] if isinstance(eos, int) else list(eos or [])
+    return tokenizer, stop_ids
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    folder = out / CHECKPOINTS
+    found = [
+        (int(m.group(1)), p)
+        for p in (folder.iterdir() if folder.is_dir() else [])
+        if (m := _CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()
+    ]
+    return max(found)[1] if found else None
+
+
+def _prepare_out(out: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """Refuse to mix runs in one directory; return the stats of a finished run when resuming it."""
+    stats_file, run_file = out / STATS, out / RUN_CONFIG
+    if stats_file.is_file():
+        if config.resume:
+            return json.loads(stats_file.read_text("utf-8"))
+        raise UserError(f"--out {out} already holds a finished training run; choose another --out")
+    if run_file.is_file():
+        if not config.resume:
+            raise UserError(
+                f"--out {out} holds an unfinished training run; pass --resume to continue it "
+                "or choose another --out"
+            )
+        previous = json.loads(run_file.read_text("utf-8"))
+        current = _comparable(config)
+        changed = sorted(
+            k
+            for k in {**previous["settings"], **current["settings"]}
+            if previous["settings"].get(k) != current["settings"].get(k)
+        )
+        changed += [k for k in ("domain", "data", "base") if previous.get(k) != current.get(k)]
+        if changed:
+            raise UserError(
+                f"--resume: the run in {out} was started with different settings ({', '.join(changed)}); "
+                "resume with the same arguments or choose another --out"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise UserError(f"--out {out} exists and is not a training run directory; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _comparable(config: TrainConfig) -> dict[str, Any]:
+    return json.loads(
+        json.dumps(
+            {
+                "domain": config.domain,
+                "data": str(Path(config.data).expanduser().resolve()),
+                "base": config.base,
+                "recipe": config.recipe,
+                "settings": config.settings,
+            },
+            default=str,
+        )
+    )
+
+
+def _sft_config(settings: dict[str, Any], out: Path):
+    from trl import SFTConfig
+
+    kwargs = sft_kwargs(settings, str(out / CHECKPOINTS))
+    try:
+        return SFTConfig(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"invalid training settings: {exc}") from None
+
+
+def _report_counts(counts: dict[str, Any]) -> None:
+    dropped = {k: v for k, v in counts.items() if k.startswith("dropped_") and v}
+    log.info(
+        "training on %d of %d rows (%d tokens, %d with loss)%s",
+        counts["examples"],
+        counts["rows"],
+        counts["tokens"],
+        counts["target_tokens"],
+        "; " + ", ".join(f"{k} {v}" for k, v in dropped.items()) if dropped else "",
+    )
+    if counts["dropped_missing_prefill"]:
+        log.warning(
+            "%d rows dropped: the chat template pre-fills the start of the assistant turn (e.g. "
+            "'<think>\\n') but their assistant content does not begin with it",
+            counts["dropped_missing_prefill"],
+        )
+    if counts["dropped_invalid"]:
+        log.warning("%d rows without usable messages: %s", counts["dropped_invalid"], counts["invalid_reasons"])
+
+
+def _trim_metrics(path: Path, checkpoint: Path | None) -> None:
+    """Drop log lines written after the checkpoint a resumed run restarts from."""
+    if not path.is_file():
+        return
+    if checkpoint is None:
+        path.unlink()
+        return
+    step = int(_CHECKPOINT.match(checkpoint.name).group(1))
+    lines = [ln for ln in path.read_text("utf-8").splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    write_text(path, "".join(ln + "\n" for ln in lines))
+
+
+def _save_model(trainer: Any, out: Path) -> None:
+    """Save weights, config and tokenizer under a temporary name, then move them into ``out``."""
+    staging = out / ".final.tmp"
+    trainer.save_model(str(staging))  # every process takes part (ZeRO-3 gathers the weights)
+    if not trainer.is_world_process_zero():
+        return
+    (staging / "training_args.bin").unlink(missing_ok=True)
+    for item in staging.iterdir():
+        target = out / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    staging.rmdir()
+
+
+def _stats(
+    config: TrainConfig,
+    source: Any,
+    counts: dict[str, Any],
+    trainer: Any,
+    result: Any,
+    wall: float,
+    resume_from: Path | None,
+    base: str,
+) -> dict[str, Any]:
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    return {
+        "kind": "training",
+        "name": Path(config.out).name,
+        "domain": config.domain,
+        "base_model": base,
+        "data": {
+            "path": str(source.path),
+            "files": [str(f) for f in source.files],
+            "curation": _curation_summary(source.curation),
+        },
+        "recipe": config.recipe,
+        "settings": config.settings,
+        "examples": counts,
+        "steps": trainer.state.global_step,
+        "epochs": round(float(trainer.state.epoch or 0.0), 4),
+        "tokens_seen": int(trainer.state.num_input_tokens_seen),
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else result.training_loss,
+        "train_loss": result.training_loss,
+        "wall_time_s": round(wall, 2),
+        "resumed_from_step": int(_CHECKPOINT.match(resume_from.name).group(1)) if resume_from else None,
+        "hardware": hardware(trainer.args.world_size),
+        "command": command(config),
+    }
+
+
+def _curation_summary(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The curation stats that describe the data: counts and identity, not its whole config."""
+    if not stats:
+        return None
+    keep = {k: v for k, v in stats.items() if k in ("name", "domain", "source", "teacher", "counts", "rows")}
+    keep.update({k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return keep
+
+
+def hardware(processes: int) -> dict[str, Any]:
+    import torch
+    import transformers
+    import trl
+
+    info: dict[str, Any] = {
+        "processes": processes,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+    }
+    if torch.cuda.is_available():
+        info["accelerator"] = torch.cuda.get_device_name(0)
+        info["gpus_per_node"] = torch.cuda.device_count()
+    else:
+        info["accelerator"] = "cpu"
+    return info
+
+
+def command(config: TrainConfig) -> str:
+    parts = ["branchmerge train", config.domain, "--data", config.data, "--base", config.base]
+    parts += ["--out", config.out, "--recipe", config.recipe]
+    if config.max_steps:
+        parts += ["--max-steps", str(config.max_steps)]
+    for key, value in config.overrides.items():
+        parts += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    return " ".join(parts)
+
+
+class MetricsLog(TrainerCallback):
+    """Append every trainer log line to a JSONL file as it happens (main process only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any):
+        if state.is_world_process_zero and logs:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": state.global_step, **logs}, default=float) + "\n")

@@ -1,0 +1,53 @@
+"""Toy data and tiny models for the training tests."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+
+def toy_rows(n: int = 200, seed: int = 0) -> list[dict[str, Any]]:
+    """Addition problems in the curation format: user prompt, assistant <think> trace and answer."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(0, 40), rng.randint(0, 40)
+        rows.append(
+            {
+                "id": f"p{i}",
+                "domain": "math",
+                "messages": [
+                    {"role": "user", "content": f"What is {a} + {b}?"},
+                    {
+                        "role": "assistant",
+                        "content": f"<think>\n{a} + {b} = {a + b}\n</think>\n\nThe answer is {a + b}.",
+                    },
+                ],
+            }
+        )
+    return rows
+
+
+def corpus(rows: list[dict[str, Any]]) -> list[str]:
+    return [m["content"] for r in rows for m in r["messages"]]
+
+
+def write_curation(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """A directory shaped like a `branchmerge curate` output: data/*.parquet, stats.json, README.md."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (path / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), path / "data" / "train.parquet")
+    stats = {"kind": "curation", "domain": "math", "counts": {"generations": len(rows) + 7, "kept": len(rows)}}
+    (path / "stats.json").write_text(json.dumps(stats))
+    (path / "README.md").write_text("# curated math\n")
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
