@@ -1,0 +1,204 @@
+"""The Hugging Face dataset card of a curation output directory.
+
+Everything on the card comes from ``stats.json``, so ``write_card(DIR)`` regenerates the card of
+any existing output (``branchmerge curate card DIR``) and the numbers cannot drift from the data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from branchmerge.atomic import write_text
+from branchmerge.errors import UserError
+
+KNOWN_LICENSES = {
+    "open-r1/openr1-math-220k": "apache-2.0",
+    "open-thoughts/openthoughts-114k": "apache-2.0",
+    "simplescaling/data_ablation_full59k": "apache-2.0",
+    "simplescaling/s1k": "apache-2.0",
+    "ai-mo/numinamath-1.5": "apache-2.0",
+    "baai/taco": "apache-2.0",
+    "codeparrot/apps": "mit",
+}
+ADAPTER_NAMES = {
+    "openr1-math": "OpenR1-Math-220k (replayed DeepSeek-R1 generations)",
+    "openthoughts": "OpenThoughts-114k",
+    "code-tests": "code problems with input/output tests (TACO/APPS/Codeforces layout)",
+    "multiple-choice": "multiple-choice science questions",
+    "numina": "NuminaMath-style problems with answers",
+    "map": "columns mapped with --map",
+}
+STAGE_TEXT = {
+    "source": "source rows turned into problems (malformed rows, --where, other domains dropped)",
+    "generate": "teacher completions (problems the teacher left unanswered dropped)",
+    "verify": "verified by branchmerge.verify (only correct kept unless require_correct is off)",
+    "format": "one closed think block, non-empty reasoning and answer, not truncated, no runaway repetition",
+    "length": "length limit in the student's tokens",
+    "dedup": "exact and MinHash near-duplicate problems removed",
+    "decontam": "problems sharing an n-gram with an evaluation benchmark removed",
+    "select": "selection per problem",
+}
+
+
+def size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                        (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+        if n < limit:
+            return name
+    return "10M<n<100M"
+
+
+def _license(stats: dict[str, Any]) -> str:
+    given = (stats.get("config") or {}).get("license")
+    if given:
+        return str(given)
+    return KNOWN_LICENSES.get(str(stats["source"]["name"]).lower(), "other")
+
+
+def _hub_id(name: str) -> str | None:
+    return name if name.count("/") == 1 and not Path(name).exists() else None
+
+
+def front_matter(stats: dict[str, Any]) -> str:
+    import yaml
+
+    meta: dict[str, Any] = {
+        "license": _license(stats),
+        "language": ["en"],
+        "task_categories": ["text-generation", "question-answering"],
+        "size_categories": [size_category(stats["rows"])],
+        "tags": ["reasoning", "distillation", "branch-merge", stats["domain"], "synthetic"],
+        "pretty_name": f"branchmerge {stats['domain']} curation",
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
+    }
+    hub = _hub_id(stats["source"]["name"])
+    if hub:
+        meta["source_datasets"] = [hub]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def _funnel_table(stats: dict[str, Any]) -> str:
+    lines = ["| stage | what | in | out | dropped | reasons |", "|---|---|---:|---:|---:|---|"]
+    for s in stats["funnel"]:
+        reasons = ", ".join(f"{k}: {v}" for k, v in s["reasons"].items()) or "-"
+        lines.append(f"| {s['stage']} | {STAGE_TEXT.get(s['stage'], '')} ({s['unit']}) | {s['in']} | {s['out']} "
+                     f"| {s['dropped']} | {reasons} |")
+    return "\n".join(lines)
+
+
+def _length_section(lengths: dict[str, Any]) -> str:
+    if not lengths.get("count"):
+        return "No token counts are available (no student tokenizer given and the teacher reported none)."
+    p = lengths["percentiles"]
+    lines = [f"Measured in {lengths['measure']}: mean {lengths['mean']}, min {lengths['min']}, "
+             f"median {p['p50']:.0f}, p90 {p['p90']:.0f}, p99 {p['p99']:.0f}, max {lengths['max']} "
+             f"({lengths['total']} tokens in all).", "", "| tokens | rows | |", "|---|---:|---|"]
+    edges, counts = lengths["histogram"]["edges"], lengths["histogram"]["counts"]
+    top = max(counts) or 1
+    for lo, hi, c in zip(edges, edges[1:], counts, strict=False):
+        lines.append(f"| {lo:.0f}-{hi:.0f} | {c} | {'█' * round(20 * c / top)} |")
+    return "\n".join(lines)
+
+
+def render_card(stats: dict[str, Any]) -> str:
+    teacher, cfg = stats["teacher"], stats.get("config") or {}
+    src = stats["source"]
+    sampling = stats.get("sampling")
+    if sampling:
+        sampling_text = ", ".join(f"{k}={v}" for k, v in sampling.items() if v not in (None, [], ""))
+    else:
+        sampling_text = teacher.get("note", "as in the source dataset")
+    tokens = stats.get("teacher_tokens") or {}
+    dedup = stats.get("dedup") or {}
+    decon = stats.get("decontamination") or {}
+    labels = stats.get("source_labels")
+    where = ", ".join(f"{k} in {v}" for k, v in (src.get("where") or {}).items()) or "none"
+    parts = [
+        front_matter(stats),
+        f"# branchmerge {stats['domain']} dataset",
+        "",
+        f"{stats['rows']} verified {stats['domain']} reasoning traces for {stats['problems']} problems, curated with "
+        "`branchmerge curate` for Branch-Merge distillation (one SFT branch per domain, TinyR1-32B-Preview). "
+        "Every kept row passed the stages below; every dropped row is in `rejected/` with its stage and reason.",
+        "",
+        "## Source",
+        "",
+        f"- Dataset: `{src['name']}` ({src['kind']}; read as {ADAPTER_NAMES.get(src['adapter'], src['adapter'])})"
+        + (f", split `{src['split']}`" if src.get("split") else "")
+        + (f", subset `{src['subset']}`" if src.get("subset") else "")
+        + (f", revision `{src['revision']}`" if src.get("revision") else ""),
+        f"- Row filter (--where): {where}",
+        "",
+        "## Teacher and sampling",
+        "",
+        f"- Teacher: `{teacher['name']}` (engine `{teacher['engine']}`, model `{teacher['model']}`)",
+        f"- Sampling: {sampling_text}",
+        f"- Teacher tokens spent: {tokens.get('prompt', 0)} prompt + {tokens.get('completion', 0)} completion "
+        f"({tokens.get('rows_with_counts', 0)} of {tokens.get('rows', 0)} completions report counts)",
+    ]
+    if labels:
+        parts.append("- Agreement of our verifier with the source's own correctness labels: "
+                     + ", ".join(f"{k}: {v}" for k, v in labels.items()))
+    parts += [
+        "",
+        "## Filters",
+        "",
+        _funnel_table(stats),
+        "",
+        f"- Near-duplicates: {dedup.get('method', '-')}; word {dedup.get('shingle_words')}-gram shingles, "
+        f"{dedup.get('perms')} permutations in {dedup.get('bands')} bands of {dedup.get('rows_per_band')}, "
+        f"Jaccard threshold {dedup.get('threshold')}.",
+        f"- Decontamination: word {decon.get('ngram')}-gram overlap with "
+        + (", ".join(f"{k} ({v} problems)" for k, v in (decon.get("loaded") or {}).items()) or "no benchmark")
+        + ".",
+        f"- Selection: `{stats['selection']['select']}`, at most "
+        f"{stats['selection']['max_per_problem'] or ('1' if stats['selection']['select'] != 'all' else 'all')} "
+        "per problem.",
+    ]
+    if stats.get("warnings"):
+        parts += ["", "## Warnings", "", *[f"- **{w}**" for w in stats["warnings"]]]
+    parts += [
+        "",
+        "## Length",
+        "",
+        _length_section(stats.get("token_lengths") or {}),
+        "",
+        "## How to load",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        'ds = load_dataset("parquet", data_files="data/*.parquet", split="train")',
+        'print(ds[0]["messages"])  # user prompt; assistant "<think>\\n…\\n</think>\\n\\n…answer"',
+        "```",
+        "",
+        "Columns: `messages` (chat for SFT), `prompt`, `reasoning`, `answer`, `completion`, `reference`, "
+        "`verdict`, `verdict_detail`, `meta` (JSON text), token counts, and the problem `id`/`source`.",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        f"branchmerge curate {stats['domain']} --teacher {cfg.get('teacher', teacher['name'])} "
+        f"--source {src['name']} --out DIR",
+        "```",
+        "",
+        "The full resolved configuration is in `stats.json` (`config`).",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def write_card(out_dir: str | Path) -> Path:
+    """(Re)write ``README.md`` of a curation output directory from its ``stats.json``."""
+    out_dir = Path(out_dir)
+    try:
+        stats = json.loads((out_dir / "stats.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{out_dir} is not a finished curation output (stats.json: {exc})") from None
+    if stats.get("kind") != "curation":
+        raise UserError(f"{out_dir}/stats.json is of kind {stats.get('kind')!r}, not 'curation'")
+    path = out_dir / "README.md"
+    write_text(path, render_card(stats))
+    return path

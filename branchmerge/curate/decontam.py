@@ -1,0 +1,79 @@
+"""Decontamination: drop training problems that share a word n-gram with an evaluation benchmark.
+
+The benchmark texts come from the evaluate module (``load_problems``), from the Hub or a local
+file, never from a copy kept here. A benchmark that cannot be loaded is a loud warning recorded
+in ``stats.json`` and the card, never a silent skip. N-grams that occur in more than half of a
+benchmark's prompts (instruction boilerplate such as "Please reason step by step") are ignored,
+so a shared prompt template alone never flags a problem.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from branchmerge.curate.textsig import WordIds, ngram_hashes
+
+
+@dataclass
+class BenchmarkIndex:
+    """Sorted n-gram hashes of every loaded benchmark, and where each hash came from."""
+
+    n: int
+    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    origin: dict[int, str] = field(default_factory=dict)  # hash -> "bench/problem-id"
+    loaded: dict[str, int] = field(default_factory=dict)  # benchmark -> problems
+    warnings: list[str] = field(default_factory=list)
+    words: WordIds = field(default_factory=WordIds)
+
+    def hits(self, text: str) -> str | None:
+        """The first benchmark problem sharing an n-gram with ``text``, or None."""
+        if not len(self.hashes):
+            return None
+        grams = ngram_hashes(self.words(text), self.n)
+        found = np.isin(grams, self.hashes, assume_unique=False)
+        if not found.any():
+            return None
+        return self.origin[int(grams[np.argmax(found)])]
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``aime24`` | ``aime24=path.jsonl`` | ``path.jsonl`` -> (benchmark name, local data or None)."""
+    name, sep, data = spec.partition("=")
+    if sep:
+        return name.strip(), data.strip()
+    path = Path(spec)
+    if path.suffix in (".jsonl", ".json", ".parquet") or path.exists():
+        return path.stem, spec
+    return spec, None
+
+
+def build_index(specs: list[str], n: int) -> BenchmarkIndex:
+    index = BenchmarkIndex(n)
+    chunks: list[np.ndarray] = []
+    for spec in specs:
+        name, data = parse_spec(spec)
+        try:
+            from branchmerge.evaluate.benchmarks import load_problems
+
+            problems = load_problems(name, data=data)
+        except Exception as exc:  # offline, gated, unknown name, missing module: all must be loud
+            message = (f"decontamination against {name} SKIPPED: could not load it ({type(exc).__name__}: "
+                       f"{exc}); give a local file with --decontam {name}=FILE")
+            index.warnings.append(message)
+            continue
+        grams = [np.unique(ngram_hashes(index.words(p["prompt"]), n)) for p in problems]
+        counts = Counter(h for g in grams for h in g.tolist())
+        boiler = {h for h, c in counts.items() if len(grams) >= 10 and c > len(grams) / 2}
+        for problem, g in zip(problems, grams, strict=True):
+            keep = [h for h in g.tolist() if h not in boiler]
+            for h in keep:
+                index.origin.setdefault(h, f"{name}/{problem.get('id', '?')}")
+            chunks.append(np.asarray(keep, dtype=np.uint64))
+        index.loaded[name] = len(problems)
+    if chunks:
+        index.hashes = np.unique(np.concatenate(chunks))
+    return index

@@ -1,0 +1,92 @@
+"""Row filters after verification: format checks, runaway repetition, token length.
+
+Each check returns a reason (a short stable name counted in the funnel) and a detail for the
+rejected row, or None when the row passes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from branchmerge.reasoning import THINK_CLOSE, THINK_OPEN, join_reasoning
+
+TAIL_CHARS = 4096  # the window where runaway repetition shows
+MIN_LINE_CHARS = 20  # shorter lines ("Wait,", "}") repeat legitimately
+
+
+def format_problem(row: dict[str, Any]) -> tuple[str, str] | None:
+    """Exactly one closed think block, non-empty reasoning and answer, finished generation."""
+    finish = row.get("finish_reason")
+    if finish == "error":
+        return "teacher_error", str((row.get("verdict_detail") or {}).get("error", "the teacher failed"))
+    if finish == "length":
+        return "truncated", "the teacher hit its token limit"
+    text = row.get("completion") or ""
+    closes, opens = text.count(THINK_CLOSE), text.count(THINK_OPEN)
+    if closes != 1 or opens > 1:
+        return "think_block", f"{opens} <think> and {closes} </think> tags; expected one closed block"
+    if not (row.get("reasoning") or "").strip():
+        return "empty_reasoning", "the think block is empty"
+    if not (row.get("answer") or "").strip():
+        return "empty_answer", "nothing after </think>"
+    return None
+
+
+def repetition(text: str, max_repeat_lines: int = 20, min_tail_compression: float = 0.08) -> str | None:
+    """Why ``text`` looks like a runaway loop, or None.
+
+    Two signals: one substantial line repeated ``max_repeat_lines`` times or more, or a tail that
+    zlib compresses below ``min_tail_compression`` of its size (prose compresses to ~0.3-0.5; a
+    loop over a few sentences to a few percent).
+    """
+    lines = Counter(line.strip() for line in text.splitlines() if len(line.strip()) >= MIN_LINE_CHARS)
+    if lines:
+        line, count = lines.most_common(1)[0]
+        if count >= max_repeat_lines:
+            return f"line repeated {count} times: {line[:80]!r}"
+    if len(text) >= TAIL_CHARS:
+        tail = text[-TAIL_CHARS:].encode("utf-8")
+        ratio = len(zlib.compress(tail, 1)) / len(tail)
+        if ratio < min_tail_compression:
+            return f"last {TAIL_CHARS} characters compress to {ratio:.3f} of their size"
+    return None
+
+
+def messages(row: dict[str, Any]) -> list[dict[str, str]]:
+    """The SFT chat of a kept row: user prompt; assistant ``<think>\\n…\\n</think>\\n\\n answer``."""
+    return [
+        {"role": "user", "content": row["prompt"]},
+        {"role": "assistant", "content": join_reasoning(row.get("reasoning") or "", row.get("answer") or "")},
+    ]
+
+
+class TokenLength:
+    """Token counts of whole training examples (chat template applied) with the student's tokenizer."""
+
+    def __init__(self, tokenizer_path: str) -> None:
+        from transformers import AutoTokenizer
+
+        from branchmerge.errors import UserError
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        except Exception as exc:  # missing path, no network for a Hub id, broken files
+            raise UserError(f"cannot load the student tokenizer {tokenizer_path!r}: {exc}") from None
+        self.name = tokenizer_path
+        self.templated = bool(getattr(self.tokenizer, "chat_template", None))
+
+    def text(self, chat: list[dict[str, str]]) -> str:
+        if self.templated:
+            return self.tokenizer.apply_chat_template(chat, tokenize=False)
+        return "\n\n".join(m["content"] for m in chat)
+
+    def count(self, chats: Sequence[list[dict[str, str]]], batch: int = 256) -> list[int]:
+        counts: list[int] = []
+        for start in range(0, len(chats), batch):
+            texts = [self.text(c) for c in chats[start : start + batch]]
+            encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            counts += [len(ids) for ids in encoded]
+        return counts

@@ -1,0 +1,108 @@
+"""Reading a source: a Hugging Face dataset id or a local jsonl/parquet file (or folder of them).
+
+Only raw rows come out of here (dicts, with their position); turning them into problem rows is the
+adapters' job. A line of a local JSONL file that does not parse is not fatal: it becomes a raw row
+carrying ``_malformed`` so the pipeline can reject it with its reason, like any other bad row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from branchmerge.errors import UserError
+
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+MALFORMED = "_malformed"
+
+
+@dataclass
+class Source:
+    """An opened source: its columns (for schema recognition) and a way to iterate its rows."""
+
+    name: str  # what the user gave
+    columns: list[str]
+    kind: str  # "local" | "hub"
+    _rows: Any
+    revision: str | None = None
+
+    def rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        yield from enumerate(self._rows())
+
+
+def open_source(name: str, split: str = "train", subset: str | None = None, revision: str | None = None,
+                streaming: bool = False) -> Source:
+    path = Path(name).expanduser()
+    if path.exists():
+        return _open_local(path)
+    if path.suffix in LOCAL_SUFFIXES or name.startswith((".", "/", "~")):
+        raise UserError(f"source {name}: no such file or folder")
+    return _open_hub(name, split, subset, revision, streaming)
+
+
+def _local_files(path: Path) -> list[Path]:
+    if path.is_file():
+        if path.suffix not in LOCAL_SUFFIXES:
+            raise UserError(f"source {path}: expected a .jsonl, .json or .parquet file")
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.suffix in LOCAL_SUFFIXES and p.is_file())
+    if not files:
+        raise UserError(f"source {path}: the folder holds no .jsonl, .json or .parquet files")
+    return files
+
+
+def _open_local(path: Path) -> Source:
+    files = _local_files(path)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for file in files:
+            if file.suffix == ".parquet":
+                yield from _parquet_rows(file)
+            else:
+                yield from _jsonl_rows(file)
+
+    columns: list[str] = []
+    for _, (_, row) in zip(range(50), enumerate(rows()), strict=False):
+        columns += [c for c in row if c not in columns and c != MALFORMED]
+    return Source(str(path), columns, "local", rows)
+
+
+def _parquet_rows(file: Path) -> Iterator[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(file)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise UserError(f"source {file}: not a readable Parquet file ({exc})") from None
+    for batch in handle.iter_batches(batch_size=1024):
+        yield from batch.to_pylist()
+
+
+def _jsonl_rows(file: Path) -> Iterator[dict[str, Any]]:
+    with file.open(encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield {MALFORMED: f"{file.name}:{lineno}: not JSON ({exc.msg})"}
+                continue
+            yield row if isinstance(row, dict) else {MALFORMED: f"{file.name}:{lineno}: not a JSON object"}
+
+
+def _open_hub(name: str, split: str, subset: str | None, revision: str | None, streaming: bool) -> Source:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, subset, split=split, revision=revision, streaming=streaming)
+    except Exception as exc:  # offline, unknown id, gated, bad split: all user-fixable
+        raise UserError(
+            f"cannot load Hugging Face dataset {name!r} (subset={subset}, split={split}, revision={revision}): "
+            f"{type(exc).__name__}: {exc}. Check the id, --subset/--split, your network and HF_TOKEN, "
+            "or give a local .jsonl/.parquet path"
+        ) from None
+    return Source(name, list(ds.column_names or []), "hub", lambda: iter(ds), revision)
