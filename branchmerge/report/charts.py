@@ -103,15 +103,22 @@ def scatter(title: str, points: list[dict[str, Any]], x_label: str, y_label: str
     pad_y = (max(ys) - min(ys)) * 0.1 or 5
     sx, sy = _axes(chart, max(0.0, min(xs) - pad_x), max(xs) + pad_x, max(0.0, min(ys) - pad_y),
                    min(100.0, max(ys) + pad_y), xunit="tokens")
-    for p in points:
+    placed: list[tuple[float, float, float]] = []  # label boxes: x0, x1, baseline y
+    for p in sorted(points, key=lambda p: -p["y"]):
         cx, cy = sx(p["x"]), sy(p["y"])
         chart.circles.append({
             "cx": cx, "cy": cy, "r": 6, "fill": "none" if p.get("hollow") else p["color"],
             "stroke": p["color"], "title": f"{p['label']}: {p['y']:.1f}% at {p['x']:.0f} tokens",
         })
         anchor = "end" if cx > (chart.left + chart.right) / 2 else "start"
-        chart.texts.append({"x": cx + (-9 if anchor == "end" else 9), "y": cy - 8, "text": p["label"],
-                            "anchor": anchor, "fill": p["color"]})
+        x = cx + (-9 if anchor == "end" else 9)
+        span = 6.2 * len(p["label"])
+        x0, x1 = (x - span, x) if anchor == "end" else (x, x + span)
+        y = cy - 8
+        while any(a < x1 and x0 < b and abs(y - ly) < 13 for a, b, ly in placed):
+            y += 13  # nudge down until the label no longer overlaps one already placed
+        placed.append((x0, x1, y))
+        chart.texts.append({"x": x, "y": y, "text": p["label"], "anchor": anchor, "fill": p["color"]})
     return chart
 
 

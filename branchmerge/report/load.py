@@ -50,7 +50,8 @@ class EvalResult:
 
     @property
     def max_tokens(self) -> int | None:
-        for source in (self.summary.get("sampling") or {}, self.config.get("sampling") or {}):
+        sources = (self.summary.get("sampling"), self.summary.get("tokens"), self.config.get("sampling"))
+        for source in (s for s in sources if isinstance(s, dict)):
             value = source.get("max_tokens")
             if isinstance(value, (int, float)) and value > 0:
                 return int(value)

@@ -6,8 +6,6 @@ newlines and HTML metacharacters neutralised so a model name cannot break the ta
 
 from __future__ import annotations
 
-import html
-
 from branchmerge.report.load import Inputs
 from branchmerge.report.reference import NOTE
 from branchmerge.report.table import Summary, cell_text, detail
@@ -15,7 +13,8 @@ from branchmerge.report.table import Summary, cell_text, detail
 
 def md_escape(text: object) -> str:
     """Text safe inside a GitHub table cell: no HTML, no pipes, one line."""
-    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
+    text = " ".join(str(text).split())
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -1,0 +1,103 @@
+"""Loading result directories by kind, and the errors for anything else."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from branchmerge.errors import UserError
+from branchmerge.report import stages
+from branchmerge.report.load import load_dirs
+from branchmerge.report.table import build_summary
+from tests.report_helpers import DATA, EVAL, STAGES, copy_bench, edit_json, eval_dirs
+
+
+def test_parent_and_bench_dirs_and_stage_kinds_are_recognised() -> None:
+    inputs = load_dirs([*eval_dirs()[:2], *STAGES])
+    assert {(r.model, r.bench) for r in inputs.evaluations} == {
+        (m, b) for m in ("math-branch", "science-branch") for b in ("aime24", "gpqa_diamond", "livecodebench")
+    }
+    assert [s.kind for s in inputs.stages] == ["curation", "training", "merge"]
+    assert len(inputs.stages[0].lengths) == 200  # completion_tokens read from data/*.parquet
+    one = load_dirs([EVAL / "merged" / "aime24"]).evaluations
+    assert [(r.model, r.bench, r.bench_version, len(r.samples), r.max_tokens) for r in one] == [
+        ("merged", "aime24", "2024-v1", 40, 32768)
+    ]
+
+
+def test_unknown_directory_names_it_and_what_was_expected(tmp_path: Path) -> None:
+    (tmp_path / "random").mkdir()
+    (tmp_path / "random" / "notes.txt").write_text("hi")
+    with pytest.raises(UserError) as exc:
+        load_dirs([tmp_path / "random"])
+    assert str(tmp_path / "random") in str(exc.value)
+    assert "summary.json" in str(exc.value) and "stats.json" in str(exc.value)
+    with pytest.raises(UserError, match="not a directory"):
+        load_dirs([tmp_path / "missing"])
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("stats.json", {"kind": "mystery"}, "kind is 'mystery'"),
+        ("stats.json", [1, 2], "expected a JSON object"),
+        ("summary.json", {"kind": "curation"}, "not 'evaluation'"),
+        ("summary.json", {"kind": "evaluation", "bench": "aime24", "metrics": {}}, "missing key 'model'"),
+        ("summary.json", {"kind": "evaluation", "bench": "x", "model": "m", "metrics": {"pass@1": "hi"}}, "pass@1"),
+    ],
+)
+def test_bad_kind_or_summary_is_a_user_error_naming_the_file(tmp_path: Path, name: str, content: object,
+                                                              message: str) -> None:
+    (tmp_path / name).write_text(json.dumps(content))
+    with pytest.raises(UserError, match=message) as exc:
+        load_dirs([tmp_path])
+    assert str(tmp_path / name) in str(exc.value)
+
+
+def test_broken_json_and_broken_sample_line_name_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "stats.json").write_text("{not json")
+    with pytest.raises(UserError, match="unreadable JSON"):
+        load_dirs([tmp_path])
+    bench = copy_bench(tmp_path, "merged", "aime24")
+    with (bench / "samples.jsonl").open("a") as fh:
+        fh.write("{torn\n")
+    with pytest.raises(UserError, match=r"samples\.jsonl:41"):
+        load_dirs([bench])
+
+
+def test_the_same_model_and_bench_twice_is_refused(tmp_path: Path) -> None:
+    a = copy_bench(tmp_path, "merged", "aime24", "a")
+    b = copy_bench(tmp_path, "merged", "aime24", "b")
+    with pytest.raises(UserError, match="two results for model 'merged' on aime24") as exc:
+        load_dirs([a, b])
+    assert str(a) in str(exc.value) and str(b) in str(exc.value)
+
+
+def test_different_bench_versions_are_separate_columns_never_averaged(tmp_path: Path) -> None:
+    old = copy_bench(tmp_path, "math-branch", "aime24")
+    edit_json(old / "summary.json", bench_version="2023-v0", metrics={"pass@1": 0.1})
+    new = EVAL / "merged" / "aime24"
+    summary = build_summary(load_dirs([old, new]).evaluations, [])
+    assert [(c.bench, c.version, c.label) for c in summary.columns] == [
+        ("aime24", "2023-v0", "AIME 2024 [2023-v0]"),
+        ("aime24", "2024-v1", "AIME 2024 [2024-v1]"),
+    ]
+    cells = {row.label: set(row.cells) for row in summary.rows}
+    assert cells == {"math-branch": {"aime24@2023-v0"}, "merged": {"aime24@2024-v1"}}
+
+
+def test_stage_stats_are_read_tolerantly() -> None:
+    curation = json.loads((DATA / "curate-math" / "stats.json").read_text())
+    assert stages.funnel(curation)[:2] == [("generated", 400.0), ("verified", 300.0)]
+    assert stages.reasons(curation)[0] == ("verified: incorrect", 90.0)
+    as_mapping = {"funnel": {"generated": 10, "verified": {"count": 7, "rejected": {"wrong": 3}}},
+                  "reject_reasons": {"too_long": 1}}
+    assert stages.funnel(as_mapping) == [("generated", 10.0), ("verified", 7.0)]
+    assert dict(stages.reasons(as_mapping)) == {"too_long": 1.0, "verified: wrong": 3.0}
+    assert stages.funnel({"funnel": "garbage"}) == [] and stages.reasons({}) == []
+    flat = dict(stages.flatten({"a": {"b": 1, "c": list(range(50))}, "d": "x" * 500}))
+    assert flat["a.b"] == "1" and flat["a.c"] == "[50 items]" and len(flat["d"]) == 301
+    training = json.loads((DATA / "train-math" / "stats.json").read_text())
+    assert stages.loss_history(training)[0][0] == 1.0
