@@ -205,10 +205,10 @@ def _report_counts(counts: dict[str, Any]) -> None:
 
 def _trim_metrics(path: Path, checkpoint: Path | None) -> None:
     """Drop log lines written after the checkpoint a resumed run restarts from."""
-    if not path.is_file():
+    if not path.is_file() or int(os.environ.get("RANK", "0")) != 0:
         return
     if checkpoint is None:
-        path.unlink()
+        path.unlink(missing_ok=True)
         return
     step = int(_CHECKPOINT.match(checkpoint.name).group(1))
     lines = [ln for ln in path.read_text("utf-8").splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
