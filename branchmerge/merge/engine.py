@@ -1,0 +1,408 @@
+"""The streaming merge: check inputs, merge tensor by tensor into pre-sized shards, finish the model dir.
+
+Tensors are processed in sorted-name order (mergekit's order) by a small thread pool: each job
+maps its inputs, runs the kernel, writes the result at its final shard offset and drops it, so
+peak memory is a few copies of the largest tensor and I/O of one job overlaps compute of another.
+Random draws keep mergekit's single stream in compat mode: jobs that draw take turns in name
+order (``RngTurns``); fast mode gives every tensor its own stream seeded from (seed, name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from branchmerge.atomic import temp_path, write_json, write_text
+from branchmerge.errors import UserError
+from branchmerge.merge.config import MergeConfig, resolve
+from branchmerge.merge.memory import MemorySampler
+from branchmerge.merge.methods import FAST_DEVIATION, Context, seed_for
+from branchmerge.merge.safetensors_io import SafetensorsModel, ShardWriter
+from branchmerge.merge.vocab import VocabMap, is_vocab_tensor, vocab_maps
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+MODES = ("compat", "fast")
+
+
+@dataclass(frozen=True)
+class Options:
+    mode: str = "compat"
+    seed: int = 0
+    shard_size: int = 5_000_000_000
+    device: str = "cpu"
+    workers: int = 2
+
+
+@dataclass
+class TensorJob:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    work_dtype: torch.dtype
+    out_dtype: torch.dtype
+    shared: dict[str, Any]
+    per: list[dict[str, Any]]
+    ticket: int | None  # position among the tensors that draw random numbers (compat)
+
+
+class RngTurns:
+    """One generator shared in a fixed order: ticket k draws only after tickets < k finished."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.gen = generator
+        self.next = 0
+        self.cv = threading.Condition()
+
+    def wait(self, ticket: int) -> torch.Generator:
+        with self.cv:
+            self.cv.wait_for(lambda: self.next == ticket)
+        return self.gen
+
+    def finish(self, ticket: int) -> None:
+        with self.cv:
+            self.cv.wait_for(lambda: self.next == ticket)
+            self.next += 1
+            self.cv.notify_all()
+
+
+def _config_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / "config.json").read_text())
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: config.json is missing; inputs must be Hugging Face model directories") from exc
+    except ValueError as exc:
+        raise UserError(f"{path}/config.json: not valid JSON ({exc})") from exc
+
+
+def plan_merge(cfg: MergeConfig, models: list[SafetensorsModel], opts: Options) -> tuple[list[TensorJob], dict[int, VocabMap]]:
+    """Check every input against the reference model and build one job per output tensor.
+
+    Raises ``UserError`` naming the first offending model/tensor before anything is written.
+    """
+    ref_i = cfg.base if cfg.base is not None else 0
+    ref = cfg.models[ref_i]
+    configs = [_config_json(m.path) for m in cfg.models]
+    for m, c in zip(cfg.models, configs, strict=True):
+        if c.get("architectures") != configs[ref_i].get("architectures"):
+            raise UserError(
+                f"architecture mismatch: {m.ref} is {c.get('architectures')} but {ref.ref} is "
+                f"{configs[ref_i].get('architectures')}; only models of one architecture can be merged"
+            )
+    names = sorted(models[ref_i].tensors)
+    for m, sm in zip(cfg.models, models, strict=True):
+        missing = sorted(set(names) - set(sm.tensors))
+        extra = sorted(set(sm.tensors) - set(names))
+        if missing:
+            raise UserError(f"tensor {missing[0]} is in {ref.ref} but missing from {m.ref} ({len(missing)} missing)")
+        if extra:
+            raise UserError(f"tensor {extra[0]} is in {m.ref} but not in {ref.ref} ({len(extra)} extra)")
+    maps = vocab_maps(cfg, models, configs, ref_i)
+    vocab_tensors = {name for vm in maps.values() for name in vm.tensors}
+    num_layers = int(configs[ref_i].get("num_hidden_layers") or 0)
+    method = cfg.method
+    jobs: list[TensorJob] = []
+    tickets = 0
+    tok_i = cfg.models.index(cfg.tokenizer_model)
+    for name in names:
+        infos = [sm.tensors[name] for sm in models]
+        shape = infos[tok_i if name in vocab_tensors else ref_i].shape
+        for m, info in zip(cfg.models, infos, strict=True):
+            if info.shape != shape and name not in vocab_tensors:
+                hint = " (a vocabulary mismatch? set tokenizer_source: base)" if is_vocab_tensor(name) else ""
+                raise UserError(f"shape mismatch in tensor {name}: {m.ref} has {list(info.shape)}, {ref.ref} has {list(shape)}{hint}")
+        floating = [i.dtype.is_floating_point for i in infos]
+        if not all(floating):
+            if any(floating):
+                raise UserError(f"tensor {name} is floating point in some inputs and not in others")
+            jobs.append(TensorJob(len(jobs), name, shape, infos[0].dtype, infos[0].dtype, {}, [], None))
+            continue
+        work = _dtype(cfg.dtype) if cfg.dtype else _promote([i.dtype for i in infos])
+        out = _dtype(cfg.out_dtype or cfg.dtype) if (cfg.out_dtype or cfg.dtype) else work
+        shared, per = resolve(cfg, name, num_layers)
+        numel = 1
+        for d in shape:
+            numel *= d
+        ticket = None
+        if opts.mode == "compat" and method.draws(shared, per, numel):
+            ticket, tickets = tickets, tickets + 1
+        jobs.append(TensorJob(len(jobs), name, shape, work, out, shared, per, ticket))
+    return jobs, maps
+
+
+def _dtype(name: str) -> torch.dtype:
+    return getattr(torch, name)
+
+
+def _promote(dtypes: list[torch.dtype]) -> torch.dtype:
+    out = dtypes[0]
+    for d in dtypes[1:]:
+        out = torch.promote_types(out, d)
+    return out
+
+
+def _hash_files(paths: list[Path], result: dict[str, str]) -> None:
+    for p in paths:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            while chunk := fh.read(1 << 24):
+                h.update(chunk)
+        result[str(p)] = h.hexdigest()
+
+
+class _Runner:
+    """Executes the jobs: loads, merges, writes; collects per-tensor facts."""
+
+    def __init__(self, cfg: MergeConfig, models: list[SafetensorsModel], maps: dict[int, VocabMap], writer: ShardWriter, opts: Options) -> None:
+        self.cfg, self.models, self.maps, self.writer, self.opts = cfg, models, maps, writer, opts
+        self.device = torch.device(opts.device)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(opts.seed)
+        self.turns = RngTurns(gen)
+        self.tensor_stats: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def run(self, job: TensorJob) -> None:
+        try:
+            self._merge(job)
+        finally:
+            if job.ticket is not None:
+                self.turns.finish(job.ticket)
+
+    def _generator(self, job: TensorJob) -> torch.Generator:
+        if job.ticket is not None:
+            return self.turns.wait(job.ticket)
+        if self.opts.mode == "compat":
+            raise RuntimeError(f"{job.name}: random draw without a turn in compat mode")
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(seed_for(self.opts.seed, job.name))
+        return gen
+
+    def _load(self, job: TensorJob) -> list[torch.Tensor]:
+        ts = []
+        for i, sm in enumerate(self.models):
+            t = sm.get(job.name)
+            vm = self.maps.get(i)
+            if vm is not None and job.name in vm.tensors:
+                t = vm.apply(t, self.models[vm.fill_from].get(job.name))
+            ts.append(t.to(device=self.device, dtype=job.work_dtype))
+        return ts
+
+    def _merge(self, job: TensorJob) -> None:
+        ts = self._load(job)
+        if not job.work_dtype.is_floating_point:
+            if any(not torch.equal(ts[0], t) for t in ts[1:]):
+                raise UserError(f"non-float tensor {job.name} differs between inputs; cannot merge it")
+            self.writer.write(job.name, ts[0])
+            return
+        gens: list[torch.Generator] = []
+
+        def rng() -> contextlib.AbstractContextManager[torch.Generator]:
+            if not gens:
+                gens.append(self._generator(job))
+            return contextlib.nullcontext(gens[0])
+
+        ctx = Context(out_dtype=job.out_dtype, mode=self.opts.mode, rng=rng)
+        out = self.cfg.method.kernel(ts, self.cfg.base, job.shared, job.per, ctx)
+        del ts
+        if tuple(out.shape) != job.shape or out.dtype != job.out_dtype:
+            raise RuntimeError(f"{self.cfg.method.name} returned {out.dtype}{list(out.shape)} for {job.name}")
+        self.writer.write(job.name, out)
+        if ctx.stats:
+            with self.lock:
+                self.tensor_stats[job.name] = ctx.stats
+
+
+def run_merge(cfg: MergeConfig, out_dir: str | Path, opts: Options, config_text: str | None = None) -> dict[str, Any]:
+    """Merge ``cfg`` into ``out_dir`` (replaced atomically); return the stats written to stats.json."""
+    from branchmerge.console import progress
+
+    if opts.mode not in MODES:
+        raise UserError(f"unknown mode {opts.mode!r}; valid: {', '.join(MODES)}")
+    if opts.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {opts.device}: CUDA is not available on this machine; use --device cpu")
+    if opts.shard_size <= 0 or opts.workers < 1:
+        raise UserError("--shard-size and --workers must be positive")
+    started = time.time()
+    sampler = MemorySampler()
+    sampler.start()
+    if opts.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(opts.device)
+    models = [SafetensorsModel(m.path) for m in cfg.models]
+    jobs, maps = plan_merge(cfg, models, opts)
+    hashes: dict[str, str] = {}
+    hasher = threading.Thread(target=_hash_files, args=([f for sm in models for f in sm.files], hashes), daemon=True)
+    hasher.start()
+    out_dir = Path(out_dir)
+    with temp_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        writer = ShardWriter(tmp, [(j.name, j.out_dtype, j.shape) for j in jobs], opts.shard_size)
+        runner = _Runner(cfg, models, maps, writer, opts)
+        try:
+            _execute(runner, jobs, opts.workers, progress)
+        finally:
+            shard_names = writer.close(tmp)
+        hasher.join()
+        elapsed = time.time() - started
+        _copy_side_files(cfg, tmp, jobs, maps)
+        stats = _stats(cfg, opts, jobs, runner, shard_names, hashes, elapsed, sampler)
+        write_json(tmp / "stats.json", stats)
+        write_text(tmp / "README.md", _card(cfg, opts, stats))
+        if config_text is not None:
+            write_text(tmp / "mergekit_config.yml", config_text)
+        for f in tmp.iterdir():
+            f.chmod(0o644)  # temp files are created private
+    for sm in models:
+        sm.close()
+    return stats
+
+
+def _execute(runner: _Runner, jobs: list[TensorJob], workers: int, progress: Any) -> None:
+    """Run jobs in order with at most ``workers + 1`` in flight (bounded memory)."""
+    window = threading.BoundedSemaphore(workers + 1)
+    errors: list[BaseException] = []
+    with progress() as bar, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="merge") as pool:
+        task = bar.add_task(f"merging ({runner.cfg.method.name})", total=len(jobs))
+
+        def done(fut: Any) -> None:
+            window.release()
+            if fut.exception() is not None:
+                errors.append(fut.exception())
+            bar.advance(task)
+
+        for job in jobs:
+            window.acquire()
+            if errors:
+                window.release()
+                if job.ticket is not None:  # keep the turn order moving for jobs already queued
+                    runner.turns.finish(job.ticket)
+                continue
+            pool.submit(runner.run, job).add_done_callback(done)
+    if errors:
+        raise errors[0]
+
+
+def _copy_side_files(cfg: MergeConfig, tmp: Path, jobs: list[TensorJob], maps: dict[int, VocabMap]) -> None:
+    ref = cfg.models[cfg.base if cfg.base is not None else 0].path
+    tok = cfg.tokenizer_model.path
+    conf = json.loads((ref / "config.json").read_text())
+    dtype_name = cfg.out_dtype or cfg.dtype
+    if dtype_name:
+        keys = [k for k in ("dtype", "torch_dtype") if k in conf] or ["dtype"]
+        for k in keys:
+            conf[k] = dtype_name
+    rows = {vm.rows for vm in maps.values()}
+    if rows:
+        conf["vocab_size"] = rows.pop()
+    write_json(tmp / "config.json", conf)
+    for name in ("generation_config.json", *TOKENIZER_FILES):
+        if (tok / name).exists():
+            shutil.copy2(tok / name, tmp / name)
+
+
+def _stats(cfg: MergeConfig, opts: Options, jobs: list[TensorJob], runner: _Runner, shards: list[str], hashes: dict[str, str], elapsed: float, sampler: MemorySampler) -> dict[str, Any]:
+    peak = sampler.stop()
+    if opts.device.startswith("cuda"):
+        peak["cuda_max_allocated_bytes"] = int(torch.cuda.max_memory_allocated(opts.device))
+    inputs = []
+    for i, m in enumerate(cfg.models):
+        files = {Path(p).name: h for p, h in hashes.items() if Path(p).parent == m.path}
+        digest = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(files.items())).encode()).hexdigest()
+        role = "base" if i == cfg.base else "model"
+        inputs.append({"ref": m.ref, "path": str(m.path.resolve()), "role": role, "sha256": digest, "files": files})
+    per_tensor = runner.tensor_stats
+    stats: dict[str, Any] = {
+        "kind": "merge",
+        "method": cfg.method.name,
+        "mode": opts.mode,
+        "seed": opts.seed,
+        "device": opts.device,
+        "workers": opts.workers,
+        "config": cfg.raw,
+        "dtype": cfg.dtype,
+        "out_dtype": cfg.out_dtype,
+        "inputs": inputs,
+        "tensors": len(jobs),
+        "parameters": sum(_numel(j.shape) for j in jobs),
+        "shards": shards,
+        "time_s": round(elapsed, 3),
+        "peak_memory": peak,
+        "fast_mode_deviation": FAST_DEVIATION.get(cfg.method.name) if opts.mode == "fast" else None,
+    }
+    if cfg.method.name == "arcee_fusion":
+        fractions = {k: v["fraction_from_right"] for k, v in sorted(per_tensor.items())}
+        total = sum(_numel(j.shape) for j in jobs if j.name in fractions)
+        stats["fraction_from_right"] = fractions
+        stats["fraction_from_right_overall"] = (
+            sum(fractions[j.name] * _numel(j.shape) for j in jobs if j.name in fractions) / total if total else 0.0
+        )
+    if cfg.method.name == "slerp":
+        stats["slerp_linear_fallback"] = sorted(k for k, v in per_tensor.items() if v.get("linear_fallback"))
+    return stats
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _card(cfg: MergeConfig, opts: Options, stats: dict[str, Any]) -> str:
+    import yaml
+
+    lines = [
+        "---",
+        "tags: [merge, branchmerge]",
+        "---",
+        f"# Merged model ({cfg.method.name})",
+        "",
+        f"Made with `branchmerge merge` in **{opts.mode}** mode (seed {opts.seed}, device {opts.device}).",
+        f"{stats['tensors']} tensors, {stats['parameters']:,} parameters, {len(stats['shards'])} shard(s), "
+        f"{stats['time_s']:.1f} s, peak anonymous memory {stats['peak_memory'].get('rss_anon_peak_bytes', 0) / 2**20:.0f} MiB.",
+        "",
+        "## Inputs",
+        "",
+        "| role | model | sha256 (of its weight files) |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {i['role']} | `{i['ref']}` | `{i['sha256'][:16]}…` |" for i in stats["inputs"]]
+    if "fraction_from_right_overall" in stats:
+        lines += ["", f"Share of elements taken from the right (non-base) model: {stats['fraction_from_right_overall']:.2%}."]
+    if stats.get("fast_mode_deviation"):
+        lines += ["", f"Fast mode deviation from mergekit 0.1.5: {stats['fast_mode_deviation']}."]
+    lines += [
+        "",
+        "Output dtype follows the config (`out_dtype`, else `dtype`, else the inputs'); mergekit would "
+        "write float32 for arcee_fusion without `out_dtype`.",
+        "",
+        "## Configuration",
+        "",
+        "```yaml",
+        yaml.safe_dump(cfg.raw, sort_keys=False).rstrip(),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,458 @@
+"""Merge methods: small functions of tensors, plus the registry the engine and config use.
+
+Each kernel gets the input tensors already in the working dtype (in the model order of the
+config), the index of the base input (or None), the shared parameters, the per-input parameters,
+and a ``Context`` (mode, output dtype, random-number turn). It returns the merged tensor in the
+output dtype.
+
+``compat`` kernels follow mergekit 0.1.5's operation order exactly (working dtype, where the
+float32 upcasts happen, ``argsort`` top-k, the floor quantile rule, one random draw per tensor in
+sorted-name order), so the tensors come out bit-identical on the same CPU. Elementwise parts are
+computed in row blocks into the output buffer, which changes no bits but keeps float32 scratch
+to one block. ``fast`` kernels may differ where stated in ``FAST_DEVIATION``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+BLOCK_ELEMENTS = 1 << 20  # row-block size for elementwise work (elements)
+FUSION_SAMPLE = 1_000_000  # mergekit's quantile sample size for arcee_fusion
+_QUANTILES = (0.25, 0.5, 0.75)
+
+
+@dataclass
+class Context:
+    """What a kernel needs besides tensors and parameters."""
+
+    out_dtype: torch.dtype | None = None
+    mode: str = "compat"
+    rng: Callable[[], contextlib.AbstractContextManager[torch.Generator]] | None = None
+    stats: dict[str, Any] = field(default_factory=dict)  # per-tensor facts, e.g. fraction taken
+
+    def generator(self) -> contextlib.AbstractContextManager[torch.Generator]:
+        if self.rng is None:
+            raise RuntimeError("this merge draws random numbers but no generator was provided")
+        return self.rng()
+
+    def cast(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.out_dtype is None else t.to(self.out_dtype)
+
+
+Kernel = Callable[[list[torch.Tensor], "int | None", dict[str, Any], list[dict[str, Any]], Context], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A merge method: its kernel, input contract and parameters (with defaults; None = required)."""
+
+    name: str
+    kernel: Kernel
+    base: str  # "required" | "ignored"
+    shared: dict[str, Any]
+    per_input: dict[str, Any]
+    per_input_on_base: bool = False  # whether the base also takes per-input parameters
+    min_inputs: int = 1
+    max_inputs: int | None = None
+    draws: Callable[[dict[str, Any], list[dict[str, Any]], int], bool] = lambda s, p, n: False
+    doc: str = ""
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    METHODS[method.name] = method
+    return method
+
+
+def row_blocks(t: torch.Tensor) -> Iterator[slice]:
+    """Slices over dim 0 that hold about ``BLOCK_ELEMENTS`` elements (whole tensor for 0/1-D)."""
+    if t.dim() < 2 or t.shape[0] < 2:
+        yield slice(None)
+        return
+    row = max(1, t[0].numel())
+    step = max(2, BLOCK_ELEMENTS // row)  # >= 2 rows: a block never becomes a 1-output reduction
+    n = t.shape[0]
+    start = 0
+    while start < n:
+        stop = n if n - (start + step) < 2 else start + step
+        yield slice(start, stop)
+        start = stop
+
+
+def _accum_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# linear
+
+
+def linear(ts: list[torch.Tensor], base: int | None, shared: dict, per: list[dict], ctx: Context) -> torch.Tensor:
+    """Weighted average, accumulated in float32 (float64 for float64 inputs) like mergekit 0.1.5."""
+    first = ts[0]
+    acc = _accum_dtype(first)
+    weights = torch.tensor([[p["weight"] for p in per]], dtype=acc)
+    shape = (1,) * first.dim()
+    coefs = [c.reshape(shape) for c in weights.unbind(1)]
+    denom = weights.sum(dim=1).reshape(shape) if shared["normalize"] else None
+    out = torch.empty(first.shape, dtype=ctx.out_dtype or first.dtype)
+    for rows in row_blocks(first):
+        block = torch.zeros_like(first[rows], dtype=acc)
+        for t, c in zip(ts, coefs, strict=True):
+            block.addcmul_(t[rows], c)
+        if denom is not None:
+            block.div_(denom)
+        out[rows] = block.to(first.dtype)
+    return out
+
+
+register(
+    Method(
+        "linear",
+        linear,
+        base="ignored",
+        shared={"normalize": True},
+        per_input={"weight": None},
+        per_input_on_base=True,
+        doc="weighted average of all inputs",
+    )
+)
+
+# ---------------------------------------------------------------------------------------------
+# slerp
+
+
+def slerp(ts: list[torch.Tensor], base: int | None, shared: dict, per: list[dict], ctx: Context) -> torch.Tensor:
+    """Spherical interpolation from the base (t=0) to the other model (t=1), whole-tensor angle.
+
+    Float32 math in 1M-element chunks as mergekit 0.1.5 does: norms as the norm of chunk norms,
+    the dot product of the normalised chunks, linear interpolation when |dot| > 0.9995.
+    """
+    assert base is not None
+    v0, v1 = ts[base], ts[1 - base]
+    dtype = _accum_dtype(v0)
+    a = v0.reshape(1, -1)
+    b = v1.reshape(1, -1)
+    t = torch.tensor([shared["t"]], dtype=torch.float32).reshape(-1, 1).to(dtype)
+    if not a.shape[1]:
+        return ctx.cast(((1 - t) * a + t * b).reshape(v0.shape).to(v0.dtype))
+    chunks = [slice(s, s + BLOCK_ELEMENTS) for s in range(0, a.shape[1], BLOCK_ELEMENTS)]
+    norm_a = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(a[:, c].to(dtype), dim=1, keepdim=True) for c in chunks]), dim=0
+    )
+    norm_b = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(b[:, c].to(dtype), dim=1, keepdim=True) for c in chunks]), dim=0
+    )
+    eps = 1e-8
+    norm_a = torch.where(norm_a > eps, norm_a, 1)
+    norm_b = torch.where(norm_b > eps, norm_b, 1)
+    dot_parts = [((a[:, c].to(dtype) / norm_a) * (b[:, c].to(dtype) / norm_b)).sum(dim=1, keepdim=True) for c in chunks]
+    dot = torch.stack(dot_parts).sum(dim=0).clamp(-1, 1)
+    lin = dot.abs() > 0.9995
+    theta = torch.acos(torch.where(lin, 0, dot))
+    sin_theta = torch.sin(theta)
+    coef_a = torch.where(lin, 1 - t, torch.sin((1 - t) * theta) / sin_theta)
+    coef_b = torch.where(lin, t, torch.sin(t * theta) / sin_theta)
+    ctx.stats["linear_fallback"] = bool(lin.item())
+    result = torch.empty_like(a)
+    out = torch.empty(a.shape, dtype=ctx.out_dtype or v0.dtype) if ctx.out_dtype not in (None, v0.dtype) else result
+    for c in chunks:
+        result[:, c] = coef_a * a[:, c].to(dtype) + coef_b * b[:, c].to(dtype)
+        if out is not result:
+            out[:, c] = result[:, c]
+    return out.reshape(v0.shape)
+
+
+register(
+    Method(
+        "slerp",
+        slerp,
+        base="required",
+        shared={"t": None},
+        per_input={},
+        min_inputs=2,
+        max_inputs=2,
+        doc="spherical interpolation between the base and one other model",
+    )
+)
+
+# ---------------------------------------------------------------------------------------------
+# task arithmetic family (task_arithmetic, ties, dare_ties, dare_linear)
+
+
+def _rescaled(t: torch.Tensor, mask: torch.Tensor, rescale: bool) -> torch.Tensor:
+    """Masked tensor; with ``rescale`` its L1 norm is matched to the unmasked one (mergekit's rule)."""
+    masked = t * mask
+    if not rescale:
+        return masked
+    before = t.abs().sum()
+    after = masked.abs().sum()
+    if before < 1e-7 or after < 1e-7:
+        return masked
+    return masked * (before / after)
+
+
+def _magnitude(delta: torch.Tensor, density: float, rescale: bool, ctx: Context) -> torch.Tensor:
+    """Keep the ``density`` share of largest |delta| (at least one element).
+
+    compat: mergekit's ``argsort`` (unstable) picks which of the elements tied at the cut stay.
+    fast: a k-th value threshold, ties at the cut kept in index order (O(n) instead of a sort).
+    """
+    if density >= 1:
+        return delta
+    if density <= 0 or delta.numel() == 0:
+        return torch.zeros_like(delta)
+    n = delta.numel()
+    k = max(1, int(density * n))
+    w = delta.abs().reshape(-1)
+    if w.device.type == "cpu":
+        w = w.float()
+    if ctx.mode == "fast":
+        kth = torch.kthvalue(w, n - k + 1).values
+        keep = w > kth
+        need = k - int(keep.sum())
+        if need > 0:
+            keep[torch.nonzero(w == kth).reshape(-1)[:need]] = True
+        mask = keep.to(delta.dtype)
+    else:
+        mask = torch.zeros(n, dtype=delta.dtype, device=delta.device)
+        mask[torch.argsort(w, descending=True)[:k]] = 1
+    del w
+    return _rescaled(delta, mask.reshape(delta.shape), rescale)
+
+
+def _bernoulli(delta: torch.Tensor, density: float, rescale: bool, ctx: Context) -> torch.Tensor:
+    """DARE: keep each element with probability ``density``; mergekit's work dtype and L1 rescale."""
+    if density >= 1:
+        return delta
+    work = delta.dtype if (delta.device.type != "cpu" or delta.dtype == torch.bfloat16) else torch.float32
+    with ctx.generator() as gen:
+        mask = torch.bernoulli(torch.full_like(delta, density, dtype=work), generator=gen)
+    return _rescaled(delta.to(work), mask, rescale).to(delta.dtype)
+
+
+def _sign_consensus(deltas: torch.Tensor, mask_dtype: torch.dtype) -> torch.Tensor:
+    """TIES sign election: per element, the sign of the summed (weighted) deltas; >= 0 counts as +."""
+    sign = deltas.sign().to(mask_dtype)
+    majority = (deltas.sum(dim=0) >= 0).to(mask_dtype) * 2 - 1
+    return sign == majority
+
+
+def _task_arithmetic_kernel(sparsify: Callable | None, consensus: bool) -> Kernel:
+    def kernel(ts: list[torch.Tensor], base: int | None, shared: dict, per: list[dict], ctx: Context) -> torch.Tensor:
+        assert base is not None
+        b = ts[base]
+        others = [i for i in range(len(ts)) if i != base]
+        if not others:
+            return ctx.cast(b)
+        deltas = b.new_empty((len(others), *b.shape))
+        for row, i in enumerate(others):
+            delta = ts[i] - b
+            if sparsify is not None:
+                delta = sparsify(delta, per[i]["density"], shared["rescale"], ctx)
+            deltas[row] = delta
+            del delta
+        weights = torch.tensor([per[i]["weight"] for i in others], dtype=deltas.dtype)
+        while weights.dim() < deltas.dim():
+            weights.unsqueeze_(-1)
+        deltas.mul_(weights)
+        if consensus:
+            mask = _sign_consensus(deltas, torch.int8 if shared["int8_mask"] else b.dtype)
+            mixed = (deltas * mask).sum(dim=0)
+            divisor = (weights * mask).sum(dim=0)
+            divisor[divisor == 0] = 1
+            del mask
+        else:
+            mixed = deltas.sum(dim=0)
+            divisor = weights.sum(dim=0)
+            divisor[divisor.abs() < 1e-8] = 1
+        del deltas
+        if shared["normalize"]:
+            mixed /= divisor
+        if shared["lambda"] != 1:
+            mixed *= shared["lambda"]
+        return ctx.cast((b + mixed).to(b.dtype))
+
+    return kernel
+
+
+def _dare_draws(shared: dict, per: list[dict], numel: int) -> bool:
+    return numel > 0 and any(p.get("density", 1.0) < 1 for p in per)
+
+
+for _name, _sparsify, _consensus, _normalize, _rescale, _doc in (
+    ("task_arithmetic", None, False, False, False, "base + sum of weighted task vectors"),
+    ("ties", _magnitude, True, True, False, "trim to top-|delta| density, elect signs, disjoint mean"),
+    ("dare_ties", _bernoulli, True, False, True, "random drop (DARE) with L1 rescale, then TIES sign election"),
+    ("dare_linear", _bernoulli, False, False, True, "random drop (DARE) with L1 rescale, weighted sum"),
+):
+    register(
+        Method(
+            _name,
+            _task_arithmetic_kernel(_sparsify, _consensus),
+            base="required",
+            shared={"int8_mask": False, "normalize": _normalize, "rescale": _rescale, "lambda": 1.0},
+            per_input={"weight": None, "density": 1.0},
+            draws=_dare_draws if _sparsify is _bernoulli else (lambda s, p, n: False),
+            doc=_doc,
+        )
+    )
+
+# ---------------------------------------------------------------------------------------------
+# arcee_fusion
+
+
+def fusion_threshold(importance: torch.Tensor, factor: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Tukey upper fence ``median + factor * (q3 - q1)`` with mergekit's floor quantile rule.
+
+    Above ``FUSION_SAMPLE`` elements the quartiles come from one sample of that size drawn with
+    replacement (``randint`` on ``gen``).
+    """
+    flat = importance.reshape(-1)
+    if flat.numel() > FUSION_SAMPLE:
+        flat = flat[torch.randint(flat.numel(), (FUSION_SAMPLE,), device=flat.device, generator=gen)]
+    s, _ = torch.sort(flat)
+    idx = (torch.tensor(_QUANTILES).to(s.device) * (s.numel() - 1)).long()
+    q1, med, q3 = s[idx]
+    return med + factor * (q3 - q1)
+
+
+def _fusion_importance(left: torch.Tensor, right: torch.Tensor, variant: str) -> torch.Tensor:
+    """Per-element importance; ``code`` is mergekit/TinyR1's rule, ``paper`` the paper's Eq. 1."""
+    if variant == "paper":  # one softmax over the whole tensor, KL(left || right), signed difference
+        p = F.softmax(left.reshape(-1), dim=-1) + 1e-8
+        q = F.softmax(right.reshape(-1), dim=-1) + 1e-8
+        return torch.sum(p * torch.log(p / q)) * (left - right)
+    imp = torch.empty_like(left)
+    for rows in row_blocks(left):
+        a, b = left[rows], right[rows]
+        p = F.softmax(b, dim=-1) + 1e-8
+        q = F.softmax(a, dim=-1) + 1e-8
+        kl = torch.sum(p * torch.log(p / q), dim=-1, keepdim=True)
+        imp[rows] = (b - a).abs() * kl
+    return imp
+
+
+def arcee_fusion(ts: list[torch.Tensor], base: int | None, shared: dict, per: list[dict], ctx: Context) -> torch.Tensor:
+    """Take the right model's value where its importance reaches the Tukey fence, else the base's.
+
+    ``iqr_factor`` is the fence factor (mergekit and TinyR1 hard-code 1.5); ``variant: paper``
+    uses the paper's tensor-level KL(left||right), signed difference and strict ``>``.
+    """
+    assert base is not None
+    left, right = ts[base], ts[1 - base]
+    variant = shared["variant"]
+    imp = _fusion_importance(left, right, variant)
+    if imp.numel() > FUSION_SAMPLE:
+        with ctx.generator() as gen:
+            thr = fusion_threshold(imp, shared["iqr_factor"], gen)
+    else:
+        thr = fusion_threshold(imp, shared["iqr_factor"], None)
+    out_dtype = ctx.out_dtype or torch.promote_types(left.dtype, torch.float32)
+    out = torch.empty(left.shape, dtype=out_dtype)
+    taken = 0
+    for rows in row_blocks(left):
+        sel = imp[rows] > thr if variant == "paper" else imp[rows] >= thr
+        taken += int(sel.sum())
+        a = left[rows]
+        out[rows] = a + (right[rows] - a) * sel.float()
+    ctx.stats["fraction_from_right"] = taken / max(1, left.numel())
+    ctx.stats["threshold"] = float(thr)
+    return out
+
+
+def _fusion_draws(shared: dict, per: list[dict], numel: int) -> bool:
+    return numel > FUSION_SAMPLE
+
+
+register(
+    Method(
+        "arcee_fusion",
+        arcee_fusion,
+        base="required",
+        shared={"iqr_factor": 1.5, "variant": "code"},
+        per_input={},
+        min_inputs=2,
+        max_inputs=2,
+        draws=_fusion_draws,
+        doc="Arcee Fusion: importance = |dW| * row KL; keep the right model above a Tukey fence",
+    )
+)
+
+# ---------------------------------------------------------------------------------------------
+# model_stock
+
+
+def model_stock(ts: list[torch.Tensor], base: int | None, shared: dict, per: list[dict], ctx: Context) -> torch.Tensor:
+    """Model Stock: interpolate the fine-tunes' mean toward the base by their mean pairwise cosine."""
+    assert base is not None
+    w0 = ts[base]
+    ws = [t for i, t in enumerate(ts) if i != base]
+    shape = w0.shape
+    if shared["filter_wise"]:
+        if w0.dim() == 1:
+            w0, ws = w0.unsqueeze(0), [w.unsqueeze(0) for w in ws]
+    else:
+        w0, ws = w0.reshape(-1), [w.reshape(-1) for w in ws]
+    offsets = [w - w0 for w in ws]
+    cos = []
+    for i, oa in enumerate(offsets):
+        for ob in offsets[i + 1 :]:
+            norm = torch.norm(oa, dim=-1) * torch.norm(ob, dim=-1)
+            cos.append(((oa * ob).sum(dim=-1) / norm.clamp(min=1e-6)).clamp(-1, 1))
+    cos_theta = torch.stack(cos).mean(dim=0).unsqueeze(-1)
+    n = len(ws)
+    denom = 1 + (n - 1) * cos_theta
+    singular = denom.abs() < 1e-6
+    safe = torch.where(singular, torch.ones_like(denom), denom)
+    t = torch.where(singular, torch.zeros_like(cos_theta), (n * cos_theta) / safe)
+    average = sum(ws) / n
+    return ctx.cast((t * average + (1 - t) * w0).reshape(shape))
+
+
+register(
+    Method(
+        "model_stock",
+        model_stock,
+        base="required",
+        shared={"filter_wise": False},
+        per_input={},
+        min_inputs=3,
+        doc="Model Stock: geometric interpolation toward the base (needs >= 2 fine-tunes)",
+    )
+)
+
+FAST_DEVIATION: dict[str, str] = {
+    "linear": "none: same kernel as compat",
+    "task_arithmetic": "none: same kernel as compat",
+    "model_stock": "none: same kernel as compat",
+    "ties": (
+        "only elements whose |delta| equals the density cut value may differ (compat keeps "
+        "argsort's arbitrary subset of those ties, fast the lowest indices); max |diff| per element "
+        "<= weight * cut value / normaliser"
+    ),
+    "slerp": "none: same kernel as compat",
+    "dare_ties": "independent random stream per tensor (seed, name): same distribution, different mask",
+    "dare_linear": "independent random stream per tensor (seed, name): same distribution, different mask",
+    "arcee_fusion": (
+        "independent random stream per tensor (seed, name) for the quantile sample of tensors over "
+        "1M elements: each output element is still exactly the base's or the right model's value"
+    ),
+}
+
+
+def seed_for(seed: int, name: str) -> int:
+    """Per-tensor seed for fast mode: stable across runs and independent of scheduling."""
+    h = 1469598103934665603
+    for byte in f"{seed}:{name}".encode():
+        h = ((h ^ byte) * 1099511628211) % (1 << 64)
+    return h % (1 << 63)
+
