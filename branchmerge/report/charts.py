@@ -112,7 +112,7 @@ def scatter(title: str, points: list[dict[str, Any]], x_label: str, y_label: str
         })
         anchor = "end" if cx > (chart.left + chart.right) / 2 else "start"
         x = cx + (-9 if anchor == "end" else 9)
-        span = 6.2 * len(p["label"])
+        span = 7.5 * len(p["label"])
         x0, x1 = (x - span, x) if anchor == "end" else (x, x + span)
         y = cy - 8
         while any(a < x1 and x0 < b and abs(y - ly) < 13 for a, b, ly in placed):

@@ -1,4 +1,5 @@
 // Sample viewer controls: open/close every problem, show only problems the models disagree on.
+// The controls are hidden until this script has run (data-js), so a page without scripts has no dead buttons.
 document.querySelectorAll("[data-toggle-all]").forEach(function (button) {
   button.addEventListener("click", function () {
     var root = document.getElementById(button.getAttribute("data-toggle-all"));
@@ -16,3 +17,4 @@ document.querySelectorAll("[data-filter-disagree]").forEach(function (box) {
     });
   });
 });
+document.documentElement.setAttribute("data-js", "ready");
