@@ -59,6 +59,14 @@ def test_score_pass_at_k_and_rates():
     assert 0 <= lo <= m["pass@1"] <= hi <= 1
 
 
+def test_standard_error_with_one_sample_per_problem_is_binomial():
+    rows = [row(f"p{i}", 0, "correct" if i < 6 else "incorrect") for i in range(10)]
+    m = score(rows)["metrics"]
+    assert m["pass@1"] == pytest.approx(0.6)
+    assert m["pass@1_se"] == pytest.approx(math.sqrt(0.6 * 0.4 / 10))
+    assert m["pass@k"] == {"1": pytest.approx(0.6)}
+
+
 def test_majority_vote():
     # two wrong samples agree on 7, only one correct -> the vote is wrong
     assert not majority_correct([row("p", 0, "correct"), row("p", 1, "incorrect", extracted="7"),

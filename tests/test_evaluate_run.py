@@ -114,6 +114,11 @@ def test_rescore_reproduces_the_summary_without_an_engine(tmp_path, aime_file):
         assert again[key] == first[key], key
     assert (out / "aime24" / "samples.jsonl").read_text() == samples
     assert "rescored" in json.loads((out / "aime24" / "config.json").read_text())
+    # a run resumed with a smaller --limit rescoring to the same (narrower) summary
+    narrowed = run_benchmark(get_spec("aime24"), opts(aime_file, resume=True, limit=2), out, ScriptedEngine(math_answer))
+    assert narrowed["num_problems"] == 2
+    again = run_benchmark(get_spec("aime24"), opts(None, rescore=True), out, engine=None)
+    assert again["metrics"] == narrowed["metrics"] and again["num_samples"] == 8
     with pytest.raises(UserError, match="no stored generations"):
         run_benchmark(get_spec("aime24"), opts(None, rescore=True), tmp_path / "empty", engine=None)
 
@@ -165,6 +170,28 @@ def test_cli_end_to_end_on_a_tiny_model(tmp_path, tiny_model):
     assert result.exit_code == 0, result.output
     after = json.loads((out / "aime24" / "summary.json").read_text())
     assert after["metrics"] == before["metrics"] and after["tokens"] == before["tokens"]
+
+
+def test_cli_openai_engine_against_a_loopback_server(tmp_path, aime_file, monkeypatch):
+    from branchmerge.cli import app
+    from tests.openai_server import ChatServer
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # a loopback server needs no key
+    out = tmp_path / "res"
+    with ChatServer() as server:  # answers \boxed{42} with separate reasoning_content, 17 tokens
+        result = CliRunner().invoke(app, [
+            "evaluate", "--bench", "aime24", "--engine", "openai", "--base-url", server.url, "--model", "served",
+            "--n", "2", "--data", str(aime_file), "--out", str(out), "--engine-opt", "concurrency=2"])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        assert server.total_requests == 6
+        assert {b["model"] for b in server.bodies} == {"served"}
+        assert all(b["temperature"] == 0.6 and b["top_p"] == 0.95 for b in server.bodies)
+    summary = json.loads((out / "aime24" / "summary.json").read_text())
+    assert summary["metrics"]["pass@1"] == pytest.approx(1 / 3)  # only a1's gold is 42
+    assert summary["tokens"]["completion"]["mean"] == 17 and summary["tokens"]["split_method"] == "characters"
+    config = json.loads((out / "aime24" / "config.json").read_text())
+    assert config["think_prefix"] == {"template_opens_think": None, "forced": False}
+    assert config["engine"]["base_url"] == server.url and config["model"] == "served"
 
 
 def test_cli_rejects_bad_combinations(tmp_path):

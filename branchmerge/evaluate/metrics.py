@@ -7,8 +7,9 @@ All metrics come from the samples actually stored (never from a configured n), g
 - cons@n: majority vote per problem. Correct answers are all equivalent to the gold and so form
   one vote; incorrect ones vote by their extracted answer; unparsed/truncated/error samples do not
   vote; a tie goes to the answer seen first;
-- pass@1_se: sampling (seed) standard error, sqrt(sum_i p_i(1-p_i)/(n_i-1)) / N; with n_i = 1 the
-  per-problem variance is p_i(1-p_i). pass@1_se_problems is the between-problem std / sqrt(N);
+- pass@1_se: sampling (seed) standard error, sqrt(sum_i p_i(1-p_i)/(n_i-1)) / N. A problem with one
+  sample has no within-problem variance to estimate, so it gets the pooled p(1-p) (with n = 1 everywhere
+  this is the binomial sqrt(p(1-p)/N)). pass@1_se_problems is the between-problem std / sqrt(N);
 - pass@1_ci95: percentile bootstrap over problems (seeded, so a rescore reproduces it).
 Token statistics count generated tokens as the engine reported them (completion_tokens).
 """
@@ -126,7 +127,8 @@ def score(rows: Sequence[dict[str, Any]], domain: str = "math") -> dict[str, Any
     p = cs / ns if len(ids) else np.zeros(0)
     N = len(ids)
     metrics: dict[str, Any] = {"pass@1": float(p.mean()) if N else 0.0}
-    per_var = np.where(ns > 1, p * (1 - p) / np.maximum(ns - 1, 1), p * (1 - p))
+    pooled = metrics["pass@1"] * (1 - metrics["pass@1"])
+    per_var = np.where(ns > 1, p * (1 - p) / np.maximum(ns - 1, 1), pooled)
     metrics["pass@1_se"] = float(math.sqrt(per_var.sum()) / N) if N else 0.0
     metrics["pass@1_se_problems"] = float(p.std(ddof=1) / math.sqrt(N)) if N > 1 else 0.0
     metrics["pass@1_ci95"] = bootstrap_ci(p)

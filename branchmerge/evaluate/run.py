@@ -141,7 +141,9 @@ def run_benchmark(spec: BenchSpec, opts: RunOptions, out_dir: Path, engine: Any 
             raise UserError(f"--rescore: {bench_dir} holds no stored generations to regrade")
         config = json.loads(config_path.read_text()) if config_path.exists() else {}
         config["rescored"] = _now()
-        return _finish(spec, store, bench_dir, config, opts)
+        selection = config.get("selection")  # what the run covered (a resumed run may have narrowed --limit)
+        keys = {(i, s) for i in selection["ids"] for s in range(selection["n"])} if selection else None
+        return _finish(spec, store, bench_dir, config, opts, keys=keys)
 
     loaded = load_benchmark(spec, data=opts.data, limit=opts.limit, **opts.loader_options)
     if not loaded.rows:
@@ -189,6 +191,7 @@ def run_benchmark(spec: BenchSpec, opts: RunOptions, out_dir: Path, engine: Any 
         raise UserError(f"{spec.name}: the engine returned no completion for {len(missing)} sample(s), e.g. "
                         f"{sorted(missing)[0]}; rerun with --resume to generate them")
     config["split_method"] = counter.method
+    config["selection"] = {"ids": [row["id"] for row in loaded.rows], "n": n}
     return _finish(spec, store, bench_dir, config, opts, keys={(u.problem["id"], u.sample_idx) for u in units})
 
 
