@@ -78,6 +78,7 @@ def training_card(stats: dict[str, Any]) -> str:
     ]
     settings = stats["settings"]
     lines += [f"| {k} | {_value(settings[k])} |" for k in CARD_SETTINGS if settings.get(k) is not None]
+    lines += ["", "On this machine: " + _inline(stats["resolved"]) + "."]
     lines += [
         "",
         "## Run",

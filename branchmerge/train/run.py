@@ -10,6 +10,7 @@ the training card ``README.md``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -22,7 +23,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from branchmerge.atomic import write_json, write_text
+from branchmerge.atomic import temp_path, write_json, write_text
 from branchmerge.console import log
 from branchmerge.errors import UserError
 from branchmerge.train.card import training_card
@@ -33,6 +34,7 @@ CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 RUN_CONFIG = "run_config.json"
 STATS = "stats.json"
+TOKENIZED = ".tokenized"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -49,16 +51,12 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     tokenizer, stop_ids = load_tokenizer(base)
     chat = ChatFormat.for_tokenizer(tokenizer, stop_ids)
     settings = config.settings
-    dataset, counts = prepare(
-        load_rows(source),
-        chat,
-        settings["max_length"],
-        settings["overlong"],
-        settings.get("dataset_num_proc"),
-        where=f"--data {source.path}",
-    )
-    _report_counts(counts)
-    args = _sft_config(settings, out)
+    args = _sft_config(settings, out)  # also sets up the distributed state
+    with args.main_process_first(local=True, desc="tokenizing"):  # ends with a barrier of all processes
+        dataset, counts = _tokenized(out / TOKENIZED, source, chat, settings)
+    if args.process_index == 0:  # every process has checked --out by now: mark the run as started
+        write_json(out / RUN_CONFIG, _comparable(config))
+        _report_counts(counts)
 
     from trl import SFTTrainer
 
@@ -72,8 +70,6 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
         callbacks=[MetricsLog(out / METRICS), *callbacks],
     )
     main = trainer.is_world_process_zero()
-    if main:
-        write_json(out / RUN_CONFIG, _comparable(config))
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     wall = time.time() - started
@@ -84,7 +80,46 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     stats = _stats(config, source, counts, trainer, result, wall, resume_from, base)
     write_text(out / "README.md", training_card(stats))
     write_json(out / STATS, stats)
+    shutil.rmtree(out / TOKENIZED, ignore_errors=True)
     return stats
+
+
+def _tokenized(cache: Path, source: Any, chat: ChatFormat, settings: dict[str, Any]):
+    """Tokenize once per node (other processes, and a resumed run, load the saved copy)."""
+    import datasets
+
+    key = _fingerprint(source, chat, settings)
+    stamp = cache / "counts.json"
+    if stamp.is_file():
+        saved = json.loads(stamp.read_text("utf-8"))
+        if saved.get("fingerprint") == key:
+            return datasets.load_from_disk(str(cache / "data")), saved["counts"]
+    dataset, counts = prepare(
+        load_rows(source),
+        chat,
+        settings["max_length"],
+        settings["overlong"],
+        settings.get("dataset_num_proc"),
+        where=f"--data {source.path}",
+    )
+    with temp_path(cache) as tmp:
+        dataset.save_to_disk(str(tmp / "data"))
+        write_json(tmp / "counts.json", {"fingerprint": key, "counts": counts})
+    return datasets.load_from_disk(str(cache / "data")), counts
+
+
+def _fingerprint(source: Any, chat: ChatFormat, settings: dict[str, Any]) -> str:
+    files = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in source.files]
+    tokenizer = chat.tokenizer
+    described = {
+        "files": files,
+        "template": tokenizer.chat_template,
+        "tokenizer": [tokenizer.name_or_path, len(tokenizer), tokenizer.eos_token_id],
+        "stop_ids": sorted(chat.stop_ids),
+        "max_length": settings["max_length"],
+        "overlong": settings["overlong"],
+    }
+    return hashlib.sha256(json.dumps(described, default=str).encode()).hexdigest()
 
 
 def check_base(base: str) -> str:
@@ -152,9 +187,8 @@ def _prepare_out(out: Path, config: TrainConfig) -> dict[str, Any] | None:
                 f"--resume: the run in {out} was started with different settings ({', '.join(changed)}); "
                 "resume with the same arguments or choose another --out"
             )
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(p.name != TOKENIZED for p in out.iterdir()):
         raise UserError(f"--out {out} exists and is not a training run directory; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     return None
 
 
@@ -254,6 +288,7 @@ def _stats(
         },
         "recipe": config.recipe,
         "settings": config.settings,
+        "resolved": _resolved(trainer.args),
         "examples": counts,
         "steps": trainer.state.global_step,
         "epochs": round(float(trainer.state.epoch or 0.0), 4),
@@ -265,6 +300,20 @@ def _stats(
         "resumed_from_step": int(_CHECKPOINT.match(resume_from.name).group(1)) if resume_from else None,
         "hardware": hardware(trainer.args.world_size),
         "command": command(config),
+    }
+
+
+def _resolved(args: Any) -> dict[str, Any]:
+    """What the recipe's ``auto`` and derived values became on this machine."""
+    init = args.model_init_kwargs or {}
+    return {
+        "processes": args.world_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        "dtype": str(init.get("dtype")),
+        "attn_implementation": init.get("attn_implementation"),
+        "use_liger_kernel": bool(args.use_liger_kernel),
+        "deepspeed": args.deepspeed,
     }
 
 
