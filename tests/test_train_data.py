@@ -122,7 +122,7 @@ def test_prepare_counts_drops_and_truncation(tokenizer, tmp_path):
 def test_curation_output_is_found_with_its_stats(tmp_path):
     source = find_source(write_curation(tmp_path / "cur", toy_rows(5)))
     assert [f.name for f in source.files] == ["train.parquet"]
-    assert source.curation["counts"]["kept"] == 5
+    assert source.curation["rows"] == 5
     assert len(load_rows(source)) == 5
 
 
@@ -210,3 +210,26 @@ def test_missing_chat_template_file_is_caught_before_training(tiny_base, tmp_pat
     tokenizer, _ = load_tokenizer(str(copy))
     with pytest.raises(UserError, match="no chat template"):
         ChatFormat.for_tokenizer(tokenizer)
+
+
+def test_zero3_config_and_machine_dependent_settings():
+    from importlib.util import find_spec
+
+    from branchmerge.train.config import ZERO3_CONFIG
+
+    zero = json.loads(ZERO3_CONFIG.read_text())["zero_optimization"]
+    assert zero["stage"] == 3 and zero["stage3_gather_16bit_weights_on_model_save"] is True
+    settings = TrainConfig("code", "d", "b", "o", recipe="tinyr1").resolve().settings
+    assert settings["deepspeed"] == "zero3"
+    if find_spec("deepspeed") is None:
+        with pytest.raises(UserError, match="'deepspeed' is not installed"):
+            sft_kwargs(settings, "o", processes=32)
+    else:
+        assert sft_kwargs(settings, "o", processes=32)["deepspeed"] == str(ZERO3_CONFIG)
+    import torch
+
+    kwargs = sft_kwargs({**settings, "deepspeed": None}, "o", processes=1)
+    assert kwargs["model_init_kwargs"]["dtype"] == "float32"  # fp32 master weights, bf16 autocast
+    if not torch.cuda.is_available():
+        assert kwargs["model_init_kwargs"]["attn_implementation"] == "sdpa"
+        assert kwargs["use_liger_kernel"] is False

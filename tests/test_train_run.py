@@ -48,9 +48,9 @@ def test_loss_goes_down_and_outputs_are_complete(trained):
     assert stats["final_loss"] == losses[-1]
     assert stats["examples"]["examples"] == 240
     assert stats["tokens_seen"] == stats["examples"]["tokens"] * 3  # 3 epochs, packed without padding
-    assert stats["data"]["curation"]["counts"]["kept"] == 240
+    assert stats["data"]["curation"]["rows"] == 240 and stats["data"]["curation"]["rejected"] == 7
     card = (out / "README.md").read_text()
-    for needle in ("base_model:", config.base, "generations 247", "tokens seen", "final logged loss", "wall time",
+    for needle in ("base_model:", config.base, "verify 247->240", "teacher toy-teacher", "tokens seen", "final logged loss", "wall time",
                    "constant_with_warmup", "branchmerge train math"):
         assert needle in card
     for name in ("config.json", "model.safetensors", "tokenizer.json", "trainer_state.json"):

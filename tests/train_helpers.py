@@ -41,7 +41,14 @@ def write_curation(path: Path, rows: list[dict[str, Any]]) -> Path:
 
     (path / "data").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), path / "data" / "train.parquet")
-    stats = {"kind": "curation", "domain": "math", "counts": {"generations": len(rows) + 7, "kept": len(rows)}}
+    stats = {
+        "kind": "curation",
+        "domain": "math",
+        "rows": len(rows),
+        "rejected": 7,
+        "teacher": {"name": "toy", "model": "toy-teacher"},
+        "funnel": [{"stage": "verify", "in": len(rows) + 7, "out": len(rows), "dropped": 7, "reasons": {}}],
+    }
     (path / "stats.json").write_text(json.dumps(stats))
     (path / "README.md").write_text("# curated math\n")
     return path

@@ -318,12 +318,23 @@ def _resolved(args: Any) -> dict[str, Any]:
 
 
 def _curation_summary(stats: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The curation stats that describe the data: counts and identity, not its whole config."""
+    """What the curation card says about the data: its counts and where it came from."""
     if not stats:
         return None
-    keep = {k: v for k, v in stats.items() if k in ("name", "domain", "source", "teacher", "counts", "rows")}
-    keep.update({k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    return keep
+    summary: dict[str, Any] = {
+        k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    if isinstance(stats.get("counts"), dict):
+        summary.update(stats["counts"])
+    source, teacher = stats.get("source"), stats.get("teacher")
+    if isinstance(source, dict) and source.get("name"):
+        summary["source"] = source["name"]
+    if isinstance(teacher, dict) and teacher.get("model"):
+        summary["teacher"] = teacher["model"]
+    funnel = stats.get("funnel")
+    if isinstance(funnel, list):
+        summary["funnel"] = {s["stage"]: f"{s['in']}->{s['out']}" for s in funnel if {"stage", "in", "out"} <= s.keys()}
+    return summary
 
 
 def hardware(processes: int) -> dict[str, Any]:
