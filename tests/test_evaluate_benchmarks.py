@@ -86,7 +86,14 @@ def test_gated_hub_dataset_gives_a_clear_message(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", refuse)
     monkeypatch.setattr(benchmarks, "_resolve_revision", lambda *a: None)
-    with pytest.raises(UserError, match="gated.*Accept its terms.*--data"):
+    with pytest.raises(UserError, match="gated: accept its terms.*--data"):
+        load_problems("gpqa_diamond")
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'Idavidrein/gpqa' on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(UserError, match="Check the network.*--data.*gated: accept its terms"):
         load_problems("gpqa_diamond")
 
 
@@ -105,6 +112,28 @@ def test_hub_loading_passes_id_config_split_and_revision(monkeypatch):
     assert seen == {"path": "HuggingFaceH4/MATH-500", "name": None, "split": "test", "revision": "abc123def456"}
     assert loaded.version == "HuggingFaceH4/MATH-500@abc123def456"
     assert loaded.rows[0]["id"] == "7"
+
+
+def test_livecodebench_hub_loads_the_release_files_at_the_resolved_revision(monkeypatch, tmp_path):
+    import datasets
+
+    seen = {}
+
+    def fake(builder, data_files=None, split=None, **kw):
+        seen.update(builder=builder, data_files=data_files, split=split)
+        return [json.loads(line) for line in write_lcb_jsonl(tmp_path / "l.jsonl").read_text().splitlines()]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    monkeypatch.setattr(benchmarks, "_resolve_revision", lambda dataset_id, revision: "0123abcd")
+    loaded = load_benchmark(get_spec("livecodebench"), release="v4_v5")
+    assert seen["builder"] == "json" and seen["split"] == "train"
+    assert seen["data_files"] == [
+        "hf://datasets/livecodebench/code_generation_lite@0123abcd/test4.jsonl",
+        "hf://datasets/livecodebench/code_generation_lite@0123abcd/test5.jsonl",
+    ]
+    assert loaded.version == "livecodebench/code_generation_lite@0123abcd"
+    assert loaded.source["options"] == {"release": "v4_v5", "date_window": "2024-08-01..2025-02-01"}
+    assert loaded.source["num_rows"] == 2  # the problem count inside the window is recorded
 
 
 def test_livecodebench_fixture_window_release_and_tests(tmp_path):

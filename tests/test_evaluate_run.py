@@ -95,6 +95,52 @@ def test_resume_after_a_kill_generates_only_the_rest(tmp_path, aime_file):
         run_benchmark(get_spec("aime24"), opts(aime_file, resume=True, temperature=1.0), out, engine)
 
 
+KILL_SCRIPT = """
+import sys, time
+sys.path.insert(0, {root!r})
+from branchmerge.evaluate.registry import get_spec
+from branchmerge.evaluate.run import RunOptions, run_benchmark
+from tests.evaluate_helpers import ScriptedEngine
+from tests.test_evaluate_run import math_answer
+
+def slow(request, s):
+    time.sleep(0.3)
+    return math_answer(request, s)
+
+run_benchmark(get_spec("aime24"), RunOptions(model="scripted", n=4, data={data!r}, grade_workers=1),
+              __import__("pathlib").Path({out!r}), ScriptedEngine(slow))
+"""
+
+
+def test_resume_after_sigkill(tmp_path, aime_file):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    out = tmp_path / "out"
+    script = KILL_SCRIPT.format(root=root, data=str(aime_file), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root)
+    shard_dir = out / "aime24" / "shards"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lines = sum(len(p.read_text().splitlines()) for p in shard_dir.glob("*.jsonl")) if shard_dir.exists() else 0
+        if lines >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stored = sum(len(p.read_text().splitlines()) for p in shard_dir.glob("*.jsonl"))
+    assert 3 <= stored < 12 and not (out / "aime24" / "summary.json").exists()
+    engine = ScriptedEngine(math_answer)
+    summary = run_benchmark(get_spec("aime24"), opts(aime_file, resume=True), out, engine)
+    assert len(engine.calls[0]["skip"]) == stored
+    assert summary["num_samples"] == 12
+    assert summary["metrics"]["pass@1"] == pytest.approx(0.5)
+
+
 def test_resume_with_larger_n_adds_samples(tmp_path, aime_file):
     out = tmp_path / "out"
     run_benchmark(get_spec("aime24"), opts(aime_file, n=2), out, ScriptedEngine(math_answer))

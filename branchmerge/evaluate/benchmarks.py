@@ -153,16 +153,16 @@ def _resolve_revision(dataset_id: str, revision: str) -> str | None:
 def _hub_error(spec: BenchSpec, exc: Exception) -> UserError:
     text = f"{type(exc).__name__}: {exc}"
     dataset_id = spec.hub["path"]
-    if spec.gated or "gated" in text.lower() or "401" in text or "403" in text:
-        return UserError(
-            f"cannot load {dataset_id} for {spec.name}: the dataset is gated. Accept its terms at "
-            f"https://huggingface.co/datasets/{dataset_id} (GPQA: do not reveal examples in plain text "
-            f"online), then log in with `hf auth login` or set HF_TOKEN; or pass --data with a local copy. "
-            f"({text})"
-        )
+    terms = (
+        f"the dataset is gated: accept its terms at https://huggingface.co/datasets/{dataset_id} "
+        "(GPQA: do not reveal examples in plain text online), then log in with `hf auth login` or set HF_TOKEN"
+    )
+    if any(word in text.lower() for word in ("gated", "401", "403", "restricted", "authenticat", "unauthorized")):
+        return UserError(f"cannot load {dataset_id} for {spec.name}: {terms}; or pass --data with a local copy. ({text})")
+    note = f" Note that {terms}." if spec.gated else ""
     return UserError(
         f"cannot load {dataset_id} for {spec.name} from the Hugging Face Hub ({text}). "
-        "Check the network and dataset id, or pass --data with a local copy of the dataset."
+        f"Check the network and dataset id, or pass --data with a local copy of the dataset.{note}"
     )
 
 

@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from branchmerge.console import out as console
         from branchmerge.evaluate.registry import resolve
-        from branchmerge.evaluate.run import RunOptions, cell, run_benchmark
+        from branchmerge.evaluate.run import RunOptions, cell, load_for, run_benchmark
 
         if resume and rescore:
             raise UserError("--resume and --rescore exclude each other: --rescore only regrades stored samples")
@@ -118,19 +118,24 @@ def register(app: typer.Typer) -> None:
         elif base_url:
             raise UserError("--base-url applies to --engine openai only")
 
-        backend = None
-        if not rescore:
-            from branchmerge.engines import get_engine
-
-            backend = get_engine(engine, model=model, **engine_options)
-        for spec in specs:
-            opts = RunOptions(
+        runs = [
+            RunOptions(
                 model=model, engine=engine, n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                 seed=seed, limit=limit, data=data_files.get(spec.name), resume=resume, rescore=rescore,
                 force_think=force_think, engine_options=engine_options, loader_options=loader_options,
                 grade_workers=grade_workers,
             )
-            summary = run_benchmark(spec, opts, out, engine=backend)
+            for spec in specs
+        ]
+        # every benchmark's data first: a gated or missing dataset fails before a large model loads
+        problems = [None if rescore else load_for(spec, opts) for spec, opts in zip(specs, runs)]
+        backend = None
+        if not rescore:
+            from branchmerge.engines import get_engine
+
+            backend = get_engine(engine, model=model, **engine_options)
+        for spec, opts, loaded in zip(specs, runs, problems):
+            summary = run_benchmark(spec, opts, out, engine=backend, loaded=loaded)
             m = summary["metrics"]
             console.print(
                 f"{spec.name}: [bold]{cell(summary)}[/] pass@1 (mean tokens) · n={summary['n']} · "

@@ -19,7 +19,7 @@ from branchmerge.console import log
 from branchmerge.engines.base import Completion, Request, SamplingParams
 from branchmerge.errors import UserError
 from branchmerge.evaluate import metrics, provenance
-from branchmerge.evaluate.benchmarks import load_benchmark
+from branchmerge.evaluate.benchmarks import Loaded, load_benchmark
 from branchmerge.evaluate.prompts import Renderer, messages_for
 from branchmerge.evaluate.registry import BenchSpec
 from branchmerge.records import RunStore, write_parquet
@@ -131,7 +131,17 @@ class TokenCounter:
 # -- the run ----------------------------------------------------------------------------------------
 
 
-def run_benchmark(spec: BenchSpec, opts: RunOptions, out_dir: Path, engine: Any = None) -> dict[str, Any]:
+def load_for(spec: BenchSpec, opts: RunOptions) -> Loaded:
+    """The problems a run will use (the CLI loads them all before it loads a possibly large model)."""
+    loaded = load_benchmark(spec, data=opts.data, limit=opts.limit, **opts.loader_options)
+    if not loaded.rows:
+        raise UserError(f"{spec.name}: no problems selected from {loaded.version} (check --limit/--date-window)")
+    return loaded
+
+
+def run_benchmark(
+    spec: BenchSpec, opts: RunOptions, out_dir: Path, engine: Any = None, loaded: Loaded | None = None
+) -> dict[str, Any]:
     """Generate (unless rescoring), grade and summarise one benchmark; return its summary."""
     bench_dir = out_dir / spec.name
     store = RunStore(bench_dir, key_fields=KEY, schema="generation")
@@ -145,9 +155,7 @@ def run_benchmark(spec: BenchSpec, opts: RunOptions, out_dir: Path, engine: Any 
         keys = {(i, s) for i in selection["ids"] for s in range(selection["n"])} if selection else None
         return _finish(spec, store, bench_dir, config, opts, keys=keys)
 
-    loaded = load_benchmark(spec, data=opts.data, limit=opts.limit, **opts.loader_options)
-    if not loaded.rows:
-        raise UserError(f"{spec.name}: no problems selected from {loaded.version} (check --limit/--date-window)")
+    loaded = loaded or load_for(spec, opts)
     n = opts.n or spec.n
     params = SamplingParams(n=1 if spec.shuffle else n, temperature=opts.temperature, top_p=opts.top_p,
                             max_tokens=opts.max_tokens, seed=opts.seed)
