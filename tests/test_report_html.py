@@ -56,6 +56,13 @@ def test_key_sections_and_numbers(page: str) -> None:
         assert text in page, text
 
 
+def test_every_internal_link_has_its_target(page: str) -> None:
+    targets = set(re.findall(r'\bid="([^"]+)"', page))
+    links = set(re.findall(r'href="#([^"]+)"', page))
+    assert links and links <= targets, sorted(links - targets)[:5]
+    assert 'href="#b-aime24-2024-v1-p9"' in page  # a gained/lost problem links to its samples
+
+
 def test_all_sample_and_card_text_is_escaped(page: str) -> None:
     assert "<script>alert(1)" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -121,6 +128,9 @@ def test_chart_geometry() -> None:
         counted[key] += int(rest.split()[0])
         assert chart.top <= rect["y"] <= chart.bottom and rect["x"] + rect["w"] <= chart.right + 1
     assert counted == {"correct": 3, "incorrect": 4}
+    short = charts.histogram("h", {"all": [900, 1200]}, {"all": "g"}, cap=32768)
+    assert max(r["x"] + r["w"] for r in short.rects) > short.right - 40  # the axis ends at the data
+    assert "max_tokens 32768 (off the chart)" in short.texts[0]["text"]
     scatter = charts.scatter("s", [{"label": "a", "x": 9600, "y": 79.8, "color": "c"},
                                    {"label": "b", "x": 9600, "y": 79.0, "color": "c"}], "x", "y")
     ys = [t["y"] for t in scatter.texts]

@@ -150,11 +150,16 @@ def line_chart(title: str, series: list[dict[str, Any]], x_label: str, y_label: 
 
 def histogram(title: str, values: dict[str, list[float]], colors: dict[str, str], cap: float | None,
               bins: int = 24) -> Chart:
-    """Overlaid histograms (e.g. correct vs incorrect lengths) on shared bins, a line at ``cap``."""
+    """Histograms on shared bins, series side by side in each bin (e.g. correct vs incorrect lengths).
+
+    The ``cap`` (max_tokens) is drawn as a line when the data come near it; otherwise the axis
+    ends at the data and a note names the cap, so short outputs are not squashed into one corner.
+    """
     chart = Chart(title, "completion tokens", "samples")
     everything = [v for vs in values.values() for v in vs]
-    hi = max([*everything, cap or 0, 1])
-    edges = nice_ticks(0, hi, bins)
+    hi = max([*everything, 1])
+    cap_on_chart = bool(cap) and cap <= hi * 1.3  # type: ignore[operator]
+    edges = nice_ticks(0, max(hi, cap) if cap_on_chart else hi, bins)  # type: ignore[type-var]
     step = edges[1] - edges[0]
     counts = {k: [0] * (len(edges) - 1) for k in values}
     for key, vs in values.items():
@@ -166,19 +171,22 @@ def histogram(title: str, values: dict[str, list[float]], colors: dict[str, str]
     sy = Scale(0, y_ticks[-1], chart.bottom, chart.top)
     chart.xticks = [(sx(v), _tick_label(v, "tokens")) for v in nice_ticks(0, edges[-1], 5) if v <= edges[-1]]
     chart.yticks = [(sy(v), _tick_label(v)) for v in y_ticks]
-    for key, cs in counts.items():
+    width = (sx(edges[1]) - sx(edges[0])) / max(len(counts), 1)
+    for j, (key, cs) in enumerate(counts.items()):
         for i, c in enumerate(cs):
             if c:
-                x0, x1 = sx(edges[i]), sx(edges[i + 1])
-                chart.rects.append({"x": x0, "y": sy(c), "w": max(x1 - x0 - 1, 1), "h": round(chart.bottom - sy(c), 2),
-                                    "fill": colors[key], "opacity": 0.55,
+                chart.rects.append({"x": round(sx(edges[i]) + j * width, 2), "y": sy(c), "w": round(max(width - 0.5, 1), 2),
+                                    "h": round(chart.bottom - sy(c), 2), "fill": colors[key], "opacity": 0.85,
                                     "title": f"{key}: {c} samples, {edges[i]:g}-{edges[i + 1]:g} tokens"})
         chart.legend.append((f"{key} ({len(values[key])})", colors[key]))
-    if cap:
-        x = sx(cap)
+    if cap_on_chart:
+        x = sx(cap)  # type: ignore[arg-type]
         chart.lines.append({"points": f"{x},{chart.top} {x},{chart.bottom}", "stroke": "#555", "dash": "4 3"})
         chart.texts.append({"x": x - 4, "y": chart.top + 10, "text": f"max_tokens {cap:g}", "anchor": "end",
                             "fill": "#555"})
+    elif cap:
+        chart.texts.append({"x": chart.right, "y": chart.top + 10, "text": f"max_tokens {cap:g} (off the chart) →",
+                            "anchor": "end", "fill": "#555"})
     return chart
 
 
@@ -189,7 +197,7 @@ def bars(title: str, items: list[tuple[str, float, str]], x_label: str = "") -> 
                   left=label_width)
     hi = max([v for _, v, _ in items] + [1])
     ticks = nice_ticks(0, hi, 4)
-    sx = Scale(0, ticks[-1], chart.left, chart.right)
+    sx = Scale(0, ticks[-1], chart.left, chart.right - 36)  # room for the value after the longest bar
     chart.xticks = [(sx(v), _tick_label(v, "tokens" if v >= 10000 else "")) for v in ticks]
     for i, (label, value, fill) in enumerate(items):
         y = chart.top + i * row

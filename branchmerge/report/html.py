@@ -118,6 +118,8 @@ def _bench(column: Column, summary: Summary, options: Options) -> dict[str, Any]
         if pts:
             passk.append({"label": r.model, "color": colors[r.model], "points": pts})
     rates = {r.model: problem_rates(r) for r in results}
+    grid = _grid(results, rates, colors)
+    index = {row["id"]: row["index"] for row in grid["rows"]}  # one anchor per problem: grid, pairs, samples
     return {
         "key": column.key,
         "anchor": "b-" + "".join(ch if ch.isalnum() else "-" for ch in column.key),
@@ -129,9 +131,9 @@ def _bench(column: Column, summary: Summary, options: Options) -> dict[str, Any]
         if passk else None,
         "histograms": [h for r in results if (h := _histogram(r, column))],
         "tokens": [_token_row(r) for r in results],
-        "grid": _grid(results, rates, colors),
-        "pairs": _pairs(results, rates),
-        "samples": _samples(column, results, rates, options),
+        "grid": grid,
+        "pairs": _pairs(results, rates, index),
+        "samples": _samples(column, results, rates, index, options),
     }
 
 
@@ -178,13 +180,16 @@ def _grid(results: list[EvalResult], rates: dict[str, dict[str, tuple[int, int]]
             "disagree": sum(r["disagree"] for r in rows)}
 
 
-def _pairs(results: list[EvalResult], rates: dict[str, dict[str, tuple[int, int]]]) -> list[dict[str, Any]]:
+def _pairs(results: list[EvalResult], rates: dict[str, dict[str, tuple[int, int]]],
+           index: dict[str, int]) -> list[dict[str, Any]]:
+    """Every ordered pair, grouped by model A, so "merge vs each branch" reads off consecutive rows."""
     pairs = []
-    for i, a in enumerate(results):
-        for b in results[i + 1:]:
+    for a in results:
+        for b in (r for r in results if r is not a):
             p = compare(a.model, rates[a.model], b.model, rates[b.model])
             pairs.append({
-                "a": p.model, "b": p.other, "gained": p.gained, "lost": p.lost, "common": p.common,
+                "a": p.model, "b": p.other, "common": p.common,
+                "gained": [(pid, index[pid]) for pid in p.gained], "lost": [(pid, index[pid]) for pid in p.lost],
                 "delta": f"{100 * p.delta:+.1f}", "ci": f"[{100 * p.ci[0]:+.1f}, {100 * p.ci[1]:+.1f}]",
             })
     return pairs
@@ -212,7 +217,7 @@ def _pick(samples: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
 
 
 def _samples(column: Column, results: list[EvalResult], rates: dict[str, dict[str, tuple[int, int]]],
-             options: Options) -> dict[str, Any]:
+             index: dict[str, int], options: Options) -> dict[str, Any]:
     redact = column.is_gpqa and not options.show_gpqa
     by_problem: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in results:
@@ -223,12 +228,12 @@ def _samples(column: Column, results: list[EvalResult], rates: dict[str, dict[st
     blocks = sum(1 + 2 * len(ss) for models in picked.values() for ss in models.values()) or 1
     cap = max(MIN_CAP, min(MAX_CAP, TEXT_BUDGET // blocks))
     problems = []
-    for index, (pid, models) in enumerate(picked.items()):
+    for pid, models in sorted(picked.items(), key=lambda item: index.get(item[0], len(index))):
         first = next(s for ss in models.values() for s in ss)
         solved = {rates[m][pid][0] / rates[m][pid][1] >= SOLVED for m in models if rates[m].get(pid, (0, 0))[1]}
         problems.append({
             "id": pid,
-            "index": index,
+            "index": index.get(pid, f"x{len(problems)}"),
             "disagree": len(solved) > 1,
             "prompt": _text(first.get("prompt", ""), cap, redact),
             "reference": _text(_reference(first.get("reference")), cap, redact),
