@@ -55,6 +55,8 @@ def test_loss_goes_down_and_outputs_are_complete(trained):
         assert needle in card
     for name in ("config.json", "model.safetensors", "tokenizer.json", "trainer_state.json"):
         assert (out / name).is_file()
+    assert json.loads((out / "config.json").read_text())["use_cache"] is True
+    assert not (out / ".tokenized").exists() and not (out / ".final.tmp").exists()
 
 
 def test_saved_model_reloads_and_generates_with_the_hf_engine(trained):

@@ -252,6 +252,8 @@ def _trim_metrics(path: Path, checkpoint: Path | None) -> None:
 def _save_model(trainer: Any, out: Path) -> None:
     """Save weights, config and tokenizer under a temporary name, then move them into ``out``."""
     staging = out / ".final.tmp"
+    # the Trainer turns the KV cache off for training; the saved model is for generation
+    trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
     trainer.save_model(str(staging))  # every process takes part (ZeRO-3 gathers the weights)
     if not trainer.is_world_process_zero():
         return
