@@ -233,3 +233,12 @@ def test_zero3_config_and_machine_dependent_settings():
     if not torch.cuda.is_available():
         assert kwargs["model_init_kwargs"]["attn_implementation"] == "sdpa"
         assert kwargs["use_liger_kernel"] is False
+
+
+def test_all_rows_missing_the_prefill_names_it(tokenizer, tmp_path):
+    rows = toy_rows(3)
+    for row in rows:
+        row["messages"][1]["content"] = "The answer is 5."
+    data = load_rows(find_source(write_jsonl(tmp_path / "d.jsonl", rows)))
+    with pytest.raises(UserError, match=r"missing_prefill x3.*pre-fills '<think>\\n'"):
+        prepare(data, ChatFormat.for_tokenizer(tokenizer), max_length=64)

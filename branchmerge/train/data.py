@@ -164,9 +164,8 @@ class ChatFormat:
             messages, tokenize=False, add_generation_prompt=generation_prompt
         )
 
-    def split(self, messages: list[dict[str, str]]) -> tuple[str, str, str] | None:
-        """(prompt, target, end-of-turn) texts; None when the content lacks the template's prefill."""
-        context, content = messages[:-1], messages[-1]["content"]
+    def frame(self, context: list[dict[str, str]]) -> tuple[str, str, str]:
+        """(inference prompt, the part of it that pre-fills the assistant turn, end-of-turn text)."""
         prompt = self.render(context, True)
         probe = self.render([*context, {"role": "assistant", "content": SENTINEL}], False)
         at = probe.find(SENTINEL)
@@ -174,6 +173,12 @@ class ChatFormat:
             raise UserError("the chat template does not render the assistant's content; cannot train on it")
         head, end_of_turn = probe[:at], probe[at + len(SENTINEL) :]
         prefill = prompt[len(head) :] if prompt.startswith(head) else ""
+        return prompt, prefill, end_of_turn
+
+    def split(self, messages: list[dict[str, str]]) -> tuple[str, str, str] | None:
+        """(prompt, target, end-of-turn) texts; None when the content lacks the template's prefill."""
+        content = messages[-1]["content"]
+        prompt, prefill, end_of_turn = self.frame(messages[:-1])
         if prefill:
             if content.startswith(prefill):
                 content = content[len(prefill) :]
@@ -241,7 +246,15 @@ def prepare(
     kept = encoded.filter(lambda status: status in KEEP, input_columns="status")
     if len(kept) == 0:
         reasons = ", ".join(f"{status} x{n}" for status, n in statuses.most_common())
-        raise UserError(f"{where}: no usable training example ({reasons})")
+        hint = ""
+        if statuses.get("missing_prefill"):
+            first = next(m for m, _ in map(check_messages, data["messages"]) if m)
+            hint = (
+                f"; the chat template's generation prompt pre-fills {chat.frame(first[:-1])[1]!r} but the "
+                "assistant contents do not begin with it (a template in non-thinking mode, or data without "
+                "reasoning?)"
+            )
+        raise UserError(f"{where}: no usable training example ({reasons}){hint}")
     kept = kept.remove_columns("status")
     lengths = [len(ids) for ids in kept["input_ids"]]
     trained = sum(sum(1 for label in labels if label != IGNORE) for labels in kept["labels"])
