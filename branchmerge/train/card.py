@@ -89,7 +89,7 @@ def training_card(stats: dict[str, Any]) -> str:
         f"| epochs | {stats['epochs']} |",
         f"| tokens seen | {stats['tokens_seen']:,} |",
         f"| first / final logged loss | {_value(stats['first_loss'])} / {_value(stats['final_loss'])} |",
-        f"| wall time | {_duration(stats['wall_time_s'])} |",
+        f"| wall time | {_duration(stats['wall_time_s'])} ({_duration(stats['train_time_s'])} in the training loop) |",
         f"| hardware | {hw['processes']} process(es), {hw['accelerator']}, {hw['cpu_count']} CPU cores |",
         f"| software | torch {hw['torch']}, transformers {hw['transformers']}, trl {hw['trl']} |",
     ]

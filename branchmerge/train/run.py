@@ -35,11 +35,16 @@ METRICS = "metrics.jsonl"
 RUN_CONFIG = "run_config.json"
 STATS = "stats.json"
 TOKENIZED = ".tokenized"
+# Settings that may differ when a run is resumed: they change neither the data nor the optimisation.
+RESUMABLE_CHANGES = frozenset(
+    {"dataset_num_proc", "dataloader_num_workers", "logging_steps", "report_to", "save_total_limit", "disable_tqdm"}
+)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Run (or resume) one training branch and return its ``stats.json`` content."""
+    began = time.time()
     config.resolve()
     out = Path(config.out).expanduser()
     base = check_base(config.base)
@@ -72,12 +77,13 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     main = trainer.is_world_process_zero()
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    wall = time.time() - started
+    times = {"train": time.time() - started}
     _save_model(trainer, out)
     if not main:
         return {}
     trainer.state.save_to_json(str(out / "trainer_state.json"))
-    stats = _stats(config, source, counts, trainer, result, wall, resume_from, base)
+    times["total"] = time.time() - began
+    stats = _stats(config, source, counts, trainer, result, times, resume_from, base)
     write_text(out / "README.md", training_card(stats))
     write_json(out / STATS, stats)
     shutil.rmtree(out / TOKENIZED, ignore_errors=True)
@@ -179,7 +185,7 @@ def _prepare_out(out: Path, config: TrainConfig) -> dict[str, Any] | None:
         changed = sorted(
             k
             for k in {**previous["settings"], **current["settings"]}
-            if previous["settings"].get(k) != current["settings"].get(k)
+            if k not in RESUMABLE_CHANGES and previous["settings"].get(k) != current["settings"].get(k)
         )
         changed += [k for k in ("domain", "data", "base") if previous.get(k) != current.get(k)]
         if changed:
@@ -198,7 +204,8 @@ def _comparable(config: TrainConfig) -> dict[str, Any]:
             {
                 "domain": config.domain,
                 "data": str(Path(config.data).expanduser().resolve()),
-                "base": config.base,
+                "base": str(Path(config.base).expanduser().resolve()) if Path(config.base).expanduser().exists()
+                else config.base,
                 "recipe": config.recipe,
                 "settings": config.settings,
             },
@@ -272,7 +279,7 @@ def _stats(
     counts: dict[str, Any],
     trainer: Any,
     result: Any,
-    wall: float,
+    times: dict[str, float],
     resume_from: Path | None,
     base: str,
 ) -> dict[str, Any]:
@@ -298,7 +305,8 @@ def _stats(
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else result.training_loss,
         "train_loss": result.training_loss,
-        "wall_time_s": round(wall, 2),
+        "wall_time_s": round(times["total"], 2),
+        "train_time_s": round(times["train"], 2),
         "resumed_from_step": int(_CHECKPOINT.match(resume_from.name).group(1)) if resume_from else None,
         "hardware": hardware(trainer.args.world_size),
         "command": command(config),
