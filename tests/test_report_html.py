@@ -52,7 +52,7 @@ def test_key_sections_and_numbers(page: str) -> None:
     assert "78.1 (11.8k)" in page and "published" in page
     for text in ("accuracy vs mean output tokens", "pass@k", "output length", "Gained and lost problems",
                  "Per-problem grid", "Curation funnel", "Rejected rows by reason", "Training loss",
-                 "Merge card", "arcee_fusion", "Kept samples: completion length", "max_tokens 32768"):
+                 "Merge card", "arcee_fusion", "Kept samples: length", "student tokens", "max_tokens 32768"):
         assert text in page, text
 
 

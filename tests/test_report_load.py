@@ -90,8 +90,10 @@ def test_different_bench_versions_are_separate_columns_never_averaged(tmp_path: 
 
 def test_stage_stats_are_read_tolerantly() -> None:
     curation = json.loads((DATA / "curate-math" / "stats.json").read_text())
-    assert stages.funnel(curation)[:2] == [("generated", 400.0), ("verified", 300.0)]
-    assert stages.reasons(curation)[0] == ("verified: incorrect", 90.0)
+    assert stages.funnel(curation)[:3] == [("source", 200.0), ("generate", 200.0), ("verify", 300.0)]
+    assert stages.reasons(curation)[:2] == [("verify: incorrect", 90.0), ("select: not_selected", 55.0)]
+    edges, counts, measure = stages.length_histogram(curation)
+    assert len(edges) == 11 and sum(counts) == 200 and measure.startswith("student tokens")
     as_mapping = {"funnel": {"generated": 10, "verified": {"count": 7, "rejected": {"wrong": 3}}},
                   "reject_reasons": {"too_long": 1}}
     assert stages.funnel(as_mapping) == [("generated", 10.0), ("verified", 7.0)]
@@ -99,5 +101,7 @@ def test_stage_stats_are_read_tolerantly() -> None:
     assert stages.funnel({"funnel": "garbage"}) == [] and stages.reasons({}) == []
     flat = dict(stages.flatten({"a": {"b": 1, "c": list(range(50))}, "d": "x" * 500}))
     assert flat["a.b"] == "1" and flat["a.c"] == "[50 items]" and len(flat["d"]) == 301
-    training = json.loads((DATA / "train-math" / "stats.json").read_text())
-    assert stages.loss_history(training)[0][0] == 1.0
+    training = load_dirs([DATA / "train-math"]).stages[0]
+    losses = stages.loss_history(training.stats, training.history)  # from metrics.jsonl, torn line skipped
+    assert len(losses) == 12 and losses[0] == (1.0, pytest.approx(3.0 * 0.951229 + 1.0))
+    assert stages.loss_history({"log_history": [{"step": 2, "loss": 0.5}, {"step": 3}]}, []) == [(2.0, 0.5)]

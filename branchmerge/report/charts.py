@@ -155,36 +155,42 @@ def histogram(title: str, values: dict[str, list[float]], colors: dict[str, str]
     The ``cap`` (max_tokens) is drawn as a line when the data come near it; otherwise the axis
     ends at the data and a note names the cap, so short outputs are not squashed into one corner.
     """
-    chart = Chart(title, "completion tokens", "samples")
-    everything = [v for vs in values.values() for v in vs]
-    hi = max([*everything, 1])
-    cap_on_chart = bool(cap) and cap <= hi * 1.3  # type: ignore[operator]
-    edges = nice_ticks(0, max(hi, cap) if cap_on_chart else hi, bins)  # type: ignore[type-var]
+    hi = max([v for vs in values.values() for v in vs] + [1])
+    cap_on_chart = cap is not None and cap <= hi * 1.3
+    edges = [float(e) for e in nice_ticks(0, max(hi, cap) if cap_on_chart else hi, bins)]  # type: ignore[type-var]
     step = edges[1] - edges[0]
     counts = {k: [0] * (len(edges) - 1) for k in values}
     for key, vs in values.items():
         for v in vs:
             counts[key][min(int(v // step), len(edges) - 2)] += 1
+    return binned(title, edges, counts, colors, "completion tokens", cap)
+
+
+def binned(title: str, edges: list[float], counts: dict[str, list[int]], colors: dict[str, str],
+           x_label: str, cap: float | None = None) -> Chart:
+    """Draw counts already binned on ``edges`` (one list per series, side by side in each bin)."""
+    chart = Chart(title, x_label, "samples")
     top = max([c for cs in counts.values() for c in cs] + [1])
     sx = Scale(edges[0], edges[-1], chart.left, chart.right)
     y_ticks = nice_ticks(0, top, 4)
     sy = Scale(0, y_ticks[-1], chart.bottom, chart.top)
-    chart.xticks = [(sx(v), _tick_label(v, "tokens")) for v in nice_ticks(0, edges[-1], 5) if v <= edges[-1]]
+    chart.xticks = [(sx(v), _tick_label(v, "tokens")) for v in nice_ticks(edges[0], edges[-1], 5)
+                    if edges[0] <= v <= edges[-1]]
     chart.yticks = [(sy(v), _tick_label(v)) for v in y_ticks]
-    width = (sx(edges[1]) - sx(edges[0])) / max(len(counts), 1)
     for j, (key, cs) in enumerate(counts.items()):
         for i, c in enumerate(cs):
             if c:
+                width = (sx(edges[i + 1]) - sx(edges[i])) / len(counts)
                 chart.rects.append({"x": round(sx(edges[i]) + j * width, 2), "y": sy(c), "w": round(max(width - 0.5, 1), 2),
                                     "h": round(chart.bottom - sy(c), 2), "fill": colors[key], "opacity": 0.85,
                                     "title": f"{key}: {c} samples, {edges[i]:g}-{edges[i + 1]:g} tokens"})
-        chart.legend.append((f"{key} ({len(values[key])})", colors[key]))
-    if cap_on_chart:
-        x = sx(cap)  # type: ignore[arg-type]
+        chart.legend.append((f"{key} ({sum(cs)})", colors[key]))
+    if cap is not None and cap <= edges[-1]:
+        x = sx(cap)
         chart.lines.append({"points": f"{x},{chart.top} {x},{chart.bottom}", "stroke": "#555", "dash": "4 3"})
         chart.texts.append({"x": x - 4, "y": chart.top + 10, "text": f"max_tokens {cap:g}", "anchor": "end",
                             "fill": "#555"})
-    elif cap:
+    elif cap is not None:
         chart.texts.append({"x": chart.right, "y": chart.top + 10, "text": f"max_tokens {cap:g} (off the chart) →",
                             "anchor": "end", "fill": "#555"})
     return chart

@@ -318,11 +318,16 @@ def _stage(index: int, stage: StageResult) -> dict[str, Any]:
         if reasons:
             info["charts"].append(charts.bars("Rejected rows by reason",
                                               [(name, n, charts.BAD) for name, n in reasons[:20]]))
-        if stage.lengths:
+        binned = stages.length_histogram(stage.stats)
+        if binned:
+            edges, counts, measure = binned
+            info["charts"].append(charts.binned("Kept samples: length", edges, {"kept": counts},
+                                                {"kept": charts.color(0)}, measure))
+        elif stage.lengths:
             info["charts"].append(charts.histogram("Kept samples: completion length", {"kept": stage.lengths},
                                                    {"kept": charts.color(0)}, None))
     elif stage.kind == "training":
-        losses = stages.loss_history(stage.stats)
+        losses = stages.loss_history(stage.stats, stage.history)
         if losses:
             info["charts"].append(charts.line_chart("Training loss", [{"label": "loss", "color": charts.color(0),
                                                     "points": losses}], "step", "loss", unit=""))

@@ -67,6 +67,7 @@ class StageResult:
     stats: dict[str, Any]
     card: str = ""
     lengths: list[int] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # training: metrics.jsonl log lines
 
     @property
     def name(self) -> str:
@@ -154,7 +155,23 @@ def load_stage(path: Path) -> StageResult:
     card_path = path / "README.md"
     card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.is_file() else ""
     lengths = _curation_lengths(path) if kind == "curation" else []
-    return StageResult(path=path, kind=kind, stats=stats, card=card, lengths=lengths)
+    history = _log_lines(path / "metrics.jsonl") if kind == "training" else []
+    return StageResult(path=path, kind=kind, stats=stats, card=card, lengths=lengths, history=history)
+
+
+def _log_lines(path: Path) -> list[dict[str, Any]]:
+    """Trainer log lines; a line torn by a crash (the file is append-only) is skipped, not fatal."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def _curation_lengths(path: Path) -> list[int]:

@@ -80,10 +80,9 @@ def flatten(obj: Any, prefix: str = "", limit: int = 300) -> list[tuple[str, str
     return rows
 
 
-def loss_history(stats: dict[str, Any]) -> list[tuple[float, float]]:
-    """(step, loss) points from a ``log_history``-style list, if the training stats carry one."""
-    for key in ("log_history", "history", "losses", "loss_history"):
-        raw = stats.get(key)
+def loss_history(stats: dict[str, Any], lines: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(step, loss) points from the trainer's log lines, or a ``log_history`` list in the stats."""
+    for raw in (lines, *(stats.get(key) for key in ("log_history", "history"))):
         if isinstance(raw, list):
             points = [
                 (float(e["step"]), float(e["loss"]))
@@ -94,3 +93,16 @@ def loss_history(stats: dict[str, Any]) -> list[tuple[float, float]]:
             if points:
                 return points
     return []
+
+
+def length_histogram(stats: dict[str, Any]) -> tuple[list[float], list[int], str] | None:
+    """(bin edges, counts, what was measured) from curation's ``token_lengths.histogram``."""
+    lengths = stats.get("token_lengths")
+    hist = lengths.get("histogram") if isinstance(lengths, dict) else None
+    if not isinstance(hist, dict):
+        return None
+    edges, counts = hist.get("edges"), hist.get("counts")
+    if (isinstance(edges, list) and isinstance(counts, list) and len(edges) == len(counts) + 1 and counts
+            and all(isinstance(v, (int, float)) for v in [*edges, *counts])):
+        return [float(e) for e in edges], [int(c) for c in counts], str(lengths.get("measure") or "tokens")
+    return None

@@ -156,19 +156,31 @@ def write_eval(root: Path, rng: random.Random) -> None:
 def write_stages(root: Path, rng: random.Random) -> None:
     cur = root / "curate-math"
     (cur / "data").mkdir(parents=True)
-    (cur / "stats.json").write_text(json.dumps({
-        "kind": "curation", "domain": "math", "teacher": "deepseek-r1",
-        "funnel": [{"stage": "generated", "kept": 400}, {"stage": "verified", "kept": 300,
-                                                         "rejected": {"incorrect": 90, "unparsed": 10}},
-                   {"stage": "format", "kept": 280, "rejected": {"unclosed_think": 20}},
-                   {"stage": "length", "kept": 270, "rejected": {"too_long": 10}},
-                   {"stage": "dedup", "kept": 260, "rejected": {"near_duplicate": 10}},
-                   {"stage": "decontam", "kept": 255, "rejected": {"aime24_overlap": 5}},
-                   {"stage": "selected", "kept": 200}],
-        "tokens": {"completion": {"p50": 4200, "p90": 9100, "max": 15800}},
-        "teacher_tokens": {"prompt": 24000, "completion": 1800000}, "extra_key_from_the_future": [1, 2, 3],
-    }, indent=1))
     lengths = [max(200, int(rng.gauss(4500, 2000))) for _ in range(200)]
+    counts, edges = [0] * 10, [float(min(lengths) + i * (max(lengths) - min(lengths)) / 10) for i in range(11)]
+    for v in lengths:
+        counts[min(int((v - edges[0]) / (edges[1] - edges[0])), 9)] += 1
+
+    def stage(name: str, unit: str, n_in: int, reasons: dict[str, int]) -> dict:
+        dropped = sum(reasons.values())
+        return {"stage": name, "unit": unit, "in": n_in, "out": n_in - dropped, "dropped": dropped, "reasons": reasons}
+
+    (cur / "stats.json").write_text(json.dumps({  # the shape branchmerge/curate/pipeline.py writes
+        "kind": "curation", "domain": "math", "rows": 200, "problems": 180, "teacher": "deepseek-r1 (replay)",
+        "funnel": [stage("source", "source rows", 210, {"malformed": 10}),
+                   stage("generate", "problems -> completions", 200, {}),
+                   stage("verify", "completions", 400, {"incorrect": 90, "unparsed": 10}),
+                   stage("format", "completions", 300, {"unclosed_think": 20}),
+                   stage("length", "completions", 280, {"too_long": 10}),
+                   stage("dedup", "completions", 270, {"near_duplicate": 10}),
+                   stage("decontam", "completions", 260, {"aime24_overlap": 5}),
+                   stage("select", "completions", 255, {"not_selected": 55})],
+        "rejected": 210,
+        "token_lengths": {"measure": "student tokens (chat template applied)", "count": 200,
+                          "percentiles": {"p50": 4200.0, "p90": 9100.0},
+                          "histogram": {"edges": edges, "counts": counts}},
+        "extra_key_from_the_future": [1, 2, 3],
+    }, indent=1))
     pq.write_table(pa.table({
         "messages": [json.dumps([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])] * 200,
         "completion_tokens": lengths}), cur / "data" / "train.parquet")
@@ -182,17 +194,20 @@ def write_stages(root: Path, rng: random.Random) -> None:
     train = root / "train-math"
     train.mkdir()
     (train / "stats.json").write_text(json.dumps({
-        "kind": "training", "domain": "math", "base": "tiny-qwen2", "recipe": "demo", "tokens_seen": 123456,
-        "final_loss": 1.23, "wall_s": 42.0,
-        "log_history": [{"step": s, "loss": 3.0 * math.exp(-s / 20) + 1.0} for s in range(1, 61, 5)],
+        "kind": "training", "name": "train-math", "domain": "math", "base_model": "tiny-qwen2", "recipe": "demo",
+        "steps": 60, "tokens_seen": 123456, "first_loss": 3.9, "final_loss": 1.23, "wall_time_s": 42.0,
     }, indent=1))
+    (train / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": s, "loss": 3.0 * math.exp(-s / 20) + 1.0, "learning_rate": 1e-5}) + "\n"
+        for s in range(1, 61, 5)) + '{"step": 61, "lo')  # a line torn by a crash
     (train / "README.md").write_text("# Training card: math branch\n\nBase `tiny-qwen2`, recipe *demo*, "
                                      "final loss 1.23.\n")
     merge = root / "merge-fusion"
     merge.mkdir()
     (merge / "stats.json").write_text(json.dumps({
-        "kind": "merge", "method": "arcee_fusion", "base": "science-branch", "models": ["math-branch"],
-        "mode": "compat", "tensors": 123, "wall_s": 3.5,
+        "kind": "merge", "method": "arcee_fusion", "mode": "compat", "seed": 0, "device": "cpu",
+        "inputs": [{"ref": "science-branch", "role": "base"}, {"ref": "math-branch", "role": "model"}],
+        "dtype": "bfloat16", "out_dtype": "bfloat16", "wall_s": 3.5,
     }, indent=1))
     (merge / "README.md").write_text("# Merge card\n\nMethod: `arcee_fusion` (IQR factor 1.5).\n\n"
                                      "1. science-branch (base)\n2. math-branch\n")
