@@ -210,20 +210,25 @@ class ChatFormat:
 
 def _encode_row(row: dict[str, Any], chat: ChatFormat, max_length: int, overlong: str) -> dict[str, Any]:
     messages, why = check_messages(row["messages"])
-    empty: dict[str, Any] = {"input_ids": [], "labels": []}
     if messages is None:
-        return {**empty, "status": f"invalid: {why}"}
+        return _row([], [], f"invalid: {why}")
     encoded = chat.encode(messages)
     if encoded is None:
-        return {**empty, "status": "missing_prefill"}
-    if len(encoded["input_ids"]) <= max_length:
-        return {**encoded, "status": "ok"}
+        return _row([], [], "missing_prefill")
+    ids, labels = encoded["input_ids"], encoded["labels"]
+    if len(ids) <= max_length:
+        return _row(ids, labels, "ok")
     if overlong == "drop":
-        return {**empty, "status": "overlong_dropped"}
-    labels = encoded["labels"][:max_length]
+        return _row([], [], "overlong_dropped")
+    ids, labels = ids[:max_length], labels[:max_length]
     if all(label == IGNORE for label in labels):
-        return {**empty, "status": "overlong_dropped"}
-    return {"input_ids": encoded["input_ids"][:max_length], "labels": labels, "status": "truncated"}
+        return _row([], [], "overlong_dropped")
+    return _row(ids, labels, "truncated")
+
+
+def _row(ids: list[int], labels: list[int], status: str) -> dict[str, Any]:
+    targets = sum(1 for label in labels if label != IGNORE)
+    return {"input_ids": ids, "labels": labels, "status": status, "length": len(ids), "targets": targets}
 
 
 def prepare(
@@ -255,9 +260,8 @@ def prepare(
                 "reasoning?)"
             )
         raise UserError(f"{where}: no usable training example ({reasons}){hint}")
-    kept = kept.remove_columns("status")
-    lengths = [len(ids) for ids in kept["input_ids"]]
-    trained = sum(sum(1 for label in labels if label != IGNORE) for labels in kept["labels"])
+    lengths, trained = kept["length"], sum(kept["targets"])
+    kept = kept.remove_columns(["status", "length", "targets"])
     counts = {
         "rows": len(data),
         "examples": len(kept),
