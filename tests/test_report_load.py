@@ -105,3 +105,14 @@ def test_stage_stats_are_read_tolerantly() -> None:
     losses = stages.loss_history(training.stats, training.history)  # from metrics.jsonl, torn line skipped
     assert len(losses) == 12 and losses[0] == (1.0, pytest.approx(3.0 * 0.951229 + 1.0))
     assert stages.loss_history({"log_history": [{"step": 2, "loss": 0.5}, {"step": 3}]}, []) == [(2.0, 0.5)]
+
+
+def test_only_the_samples_a_viewer_can_show_keep_their_texts() -> None:
+    result = load_dirs([EVAL / "merged" / "aime24"], texts_per_verdict=1).evaluations[0]
+    with_text = [(r["id"], r["verdict"], r["sample_idx"]) for r in result.samples if "reasoning" in r]
+    firsts = {}
+    for r in sorted(result.samples, key=lambda r: r["sample_idx"]):
+        firsts.setdefault((r["id"], r["verdict"]), r["sample_idx"])
+    assert sorted(with_text) == sorted((pid, v, i) for (pid, v), i in firsts.items())
+    assert len(result.samples) == 40 and all("completion_tokens" in r for r in result.samples)
+    assert not any("completion" in r for r in result.samples)  # reasoning + answer hold the same text

@@ -25,10 +25,11 @@ def build_report(
     if html_path is None and md_path is None:
         raise UserError("nothing to write: give --html FILE, --md FILE or both")
     published = published_rows(references or [])
-    inputs = load_dirs(dirs)
+    options = options or Options(title=title)
+    inputs = load_dirs(dirs, texts_per_verdict=options.samples_per_model)
     summary = build_summary(inputs.evaluations, published)
     if md_path is not None:
         write_text(md_path, render_markdown(title, summary, inputs))
     if html_path is not None:
-        write_text(html_path, render_html(summary, inputs, options or Options(title=title)))
+        write_text(html_path, render_html(summary, inputs, options))
     return inputs

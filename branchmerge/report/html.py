@@ -229,7 +229,9 @@ def _samples(column: Column, results: list[EvalResult], rates: dict[str, dict[st
     cap = max(MIN_CAP, min(MAX_CAP, TEXT_BUDGET // blocks))
     problems = []
     for pid, models in sorted(picked.items(), key=lambda item: index.get(item[0], len(index))):
-        first = next(s for ss in models.values() for s in ss)
+        first = next((s for ss in models.values() for s in ss), None)
+        if first is None:  # --samples-per-model 0
+            continue
         solved = {rates[m][pid][0] / rates[m][pid][1] >= SOLVED for m in models if rates[m].get(pid, (0, 0))[1]}
         problems.append({
             "id": pid,

@@ -80,8 +80,13 @@ class Inputs:
     stages: list[StageResult] = field(default_factory=list)
 
 
-def load_dirs(paths: list[Path]) -> Inputs:
-    """Load every directory (in the order given) into evaluation and stage results."""
+def load_dirs(paths: list[Path], texts_per_verdict: int = 2) -> Inputs:
+    """Load every directory (in the order given) into evaluation and stage results.
+
+    Of each problem's samples, only the ``texts_per_verdict`` lowest-index ones of each verdict keep
+    their texts (all a sample viewer showing that many per model can pick from); the rest keep
+    their numbers only, so memory follows what the report shows, not n x the trace length.
+    """
     if not paths:
         raise UserError("no result directory given; " + EXPECTED)
     inputs = Inputs()
@@ -90,14 +95,14 @@ def load_dirs(paths: list[Path]) -> Inputs:
         if not path.is_dir():
             raise UserError(f"{path}: not a directory; {EXPECTED}")
         if (path / "summary.json").is_file():
-            inputs.evaluations.append(load_evaluation(path))
+            inputs.evaluations.append(load_evaluation(path, texts_per_verdict))
         elif (path / "stats.json").is_file():
             inputs.stages.append(load_stage(path))
         else:
             benches = sorted(p for p in path.iterdir() if (p / "summary.json").is_file())
             if not benches:
                 raise UserError(f"{path}: holds neither summary.json nor stats.json; {EXPECTED}")
-            inputs.evaluations.extend(load_evaluation(p) for p in benches)
+            inputs.evaluations.extend(load_evaluation(p, texts_per_verdict) for p in benches)
     _check_unique(inputs.evaluations)
     return inputs
 
@@ -112,7 +117,7 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_evaluation(path: Path) -> EvalResult:
+def load_evaluation(path: Path, texts_per_verdict: int = 2) -> EvalResult:
     summary_path = path / "summary.json"
     summary = read_json(summary_path)
     if summary.get("kind") != "evaluation":
@@ -124,14 +129,18 @@ def load_evaluation(path: Path) -> EvalResult:
     if not isinstance(metrics, dict) or not isinstance(metrics.get("pass@1"), (int, float)):
         raise UserError(f"{summary_path}: metrics['pass@1'] must be a number in 0..1")
     config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
-    samples = _read_samples(path / "samples.jsonl")
+    samples = _read_samples(path / "samples.jsonl", texts_per_verdict)
     return EvalResult(path=path, summary=summary, config=config, samples=samples)
 
 
-def _read_samples(path: Path) -> list[dict[str, Any]]:
+TEXT_FIELDS = ("prompt", "reasoning", "answer", "completion")
+
+
+def _read_samples(path: Path, texts_per_verdict: int) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows = []
+    kept: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (id, verdict) -> rows holding texts
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -142,6 +151,15 @@ def _read_samples(path: Path) -> list[dict[str, Any]]:
                 raise UserError(f"{path}:{lineno}: not valid JSON ({exc})") from None
             if not isinstance(row, dict) or "id" not in row:
                 raise UserError(f"{path}:{lineno}: expected a sample object with an 'id'")
+            if row.get("reasoning") or row.get("answer"):
+                row.pop("completion", None)  # the same text again, split
+            holders = kept.setdefault((str(row["id"]), str(row.get("verdict"))), [])
+            holders.append(row)
+            holders.sort(key=lambda r: r.get("sample_idx", 0))
+            for dropped in holders[texts_per_verdict:]:
+                for name in TEXT_FIELDS:
+                    dropped.pop(name, None)
+            del holders[texts_per_verdict:]
             rows.append(row)
     return rows
 
