@@ -121,7 +121,7 @@ def test_prepare_counts_drops_and_truncation(tokenizer, tmp_path):
 
 def test_curation_output_is_found_with_its_stats(tmp_path):
     source = find_source(write_curation(tmp_path / "cur", toy_rows(5)))
-    assert [f.name for f in source.files] == ["train.parquet"]
+    assert [f.name for f in source.files] == ["train-00000-of-00001.parquet"]
     assert source.curation["rows"] == 5
     assert len(load_rows(source)) == 5
 

@@ -36,11 +36,10 @@ def corpus(rows: list[dict[str, Any]]) -> list[str]:
 
 def write_curation(path: Path, rows: list[dict[str, Any]]) -> Path:
     """A directory shaped like a `branchmerge curate` output: data/*.parquet, stats.json, README.md."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from branchmerge.records import write_parquet
 
     (path / "data").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows), path / "data" / "train.parquet")
+    write_parquet(path / "data" / "train-00000-of-00001.parquet", [{**r, "meta": {"k": 1}} for r in rows])
     stats = {
         "kind": "curation",
         "domain": "math",
