@@ -242,3 +242,13 @@ def test_all_rows_missing_the_prefill_names_it(tokenizer, tmp_path):
     data = load_rows(find_source(write_jsonl(tmp_path / "d.jsonl", rows)))
     with pytest.raises(UserError, match=r"missing_prefill x3.*pre-fills '<think>\\n'"):
         prepare(data, ChatFormat.for_tokenizer(tokenizer), max_length=64)
+
+
+def test_turn_end_without_stop_token_gets_eos(tokenizer):
+    tokenizer.chat_template = (
+        "{%- for m in messages -%}{{ m['role'] + ': ' + m['content'] + '\\n\\n' }}{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ 'assistant: ' }}{%- endif -%}"
+    )
+    encoded = ChatFormat.for_tokenizer(tokenizer).encode(CONVERSATION[1:])
+    target = [encoded["input_ids"][i] for i in trained(encoded)]
+    assert tokenizer.decode(target) == REASONING + "\n\n<|im_end|>"

@@ -199,6 +199,11 @@ class ChatFormat:
         turn_end = self._ids(end_of_turn)
         stop = next((i for i, t in enumerate(turn_end) if t in self.stop_ids), None)
         if stop is None:  # the template's turn end holds no stop token: teach the model to stop anyway
+            if self.tokenizer.eos_token_id is None:
+                raise UserError(
+                    "the chat template ends assistant turns without a stop token and the tokenizer has no "
+                    "eos_token: the branch could never learn to stop; set eos_token in the tokenizer config"
+                )
             target += [*turn_end, self.tokenizer.eos_token_id]
         else:
             target += turn_end[: stop + 1]
