@@ -74,7 +74,8 @@ def test_gpqa_text_redacted_unless_asked(tmp_path: Path, page: str) -> None:
     for secret in ("GPQA-SECRET-QUESTION-TEXT", "alpha-option", "beta-option"):
         assert secret not in page
     assert "GPQA text redacted" in page
-    assert "<dt>gold</dt>" in page  # the letters and the verdict still show
+    assert "<dt>gold</dt>" in page and "<dt>lenient.verdict</dt>" in page  # letters and verdicts still show
+    assert "options_text" not in page
     shown = _html(tmp_path, [copy_bench(tmp_path, "merged", "gpqa_diamond")], show_gpqa=True)
     assert "GPQA-SECRET-QUESTION-TEXT 0" in shown and "alpha-option" in shown and "GPQA text redacted" not in shown
 

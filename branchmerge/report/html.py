@@ -25,7 +25,7 @@ from branchmerge.report.table import Column, Summary, cell_text, cell_values, ci
 TEXT_BUDGET = 3_000_000  # characters of sample text in the whole file
 MIN_CAP, MAX_CAP = 600, 12_000  # per text block, after sharing the budget
 REDACTED = "[GPQA text redacted: its licence asks that examples not be shown publicly; rerun with --show-gpqa]"
-GPQA_DETAIL_KEYS = ("extracted", "gold", "rule", "mode", "strict", "lenient", "reason", "error")
+GPQA_DETAIL_KEYS = ("extracted", "gold", "rule", "mode", "verdict", "reason", "error")
 
 
 @dataclass
@@ -263,11 +263,17 @@ def _sample(sample: dict[str, Any], cap: int, redact: bool) -> dict[str, Any]:
     detail_raw = sample.get("verdict_detail") or {}
     if not isinstance(detail_raw, dict):
         detail_raw = {"detail": detail_raw}
-    why = []
+    flat = []
     for key, value in detail_raw.items():
-        if redact and (key not in GPQA_DETAIL_KEYS or len(str(value)) > 16):
-            continue
-        why.append((str(key), clip(str(value), 300)[0]))
+        if isinstance(value, dict):  # e.g. science's {"strict": {"extracted", "rule", "verdict"}, ...}
+            flat.extend((f"{key}.{sub}", v) for sub, v in value.items())
+        else:
+            flat.append((str(key), value))
+    why = []
+    for key, value in flat:
+        if redact and (key.rsplit(".", 1)[-1] not in GPQA_DETAIL_KEYS or len(str(value)) > 24):
+            continue  # option text could hide in any other field: keep letters, rules and verdicts only
+        why.append((key, clip(str(value), 300)[0]))
     if sample.get("finish_reason") == "length":
         why.insert(0, ("finish_reason", "length: the sample hit max_tokens"))
     answer = sample.get("answer")

@@ -71,7 +71,11 @@ def sample_rows(rng: random.Random, model: str, bench: str, spec: dict) -> list[
                 answer = f"Answer: {pred} (beta-option)"
                 reference = {"answer": gold, "options": ["alpha-option", "beta-option", "gamma-option",
                                                          "delta-option"]}
-                detail = {"extracted": pred, "gold": gold, "rule": "answer_line", "options_text": "alpha-option"}
+                verdict_of = "correct" if correct else "incorrect"  # the shape branchmerge/verify/science.py writes
+                detail = {"gold": gold, "mode": "strict", "extracted": pred, "rule": "answer_line",
+                          "strict": {"extracted": pred, "rule": "answer_line", "verdict": verdict_of},
+                          "lenient": {"extracted": pred, "rule": "answer_line", "verdict": verdict_of},
+                          "options_text": "alpha-option"}
             elif bench == "livecodebench":
                 prompt = f"Write a program that prints the sum of the input numbers (task {p})."
                 answer = "```python\nprint(sum(map(int, input().split())))\n```"
