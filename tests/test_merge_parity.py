@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tests.merge_parity import load_dir, mergekit_batch, mergekit_python, mergekit_yaml, related_models
 
 from branchmerge.merge.config import parse_config
 from branchmerge.merge.engine import Options, run_merge
+from tests.merge_parity import load_dir, mergekit_batch, mergekit_python, mergekit_yaml, related_models
 
 SEED = 42
 

@@ -53,13 +53,14 @@ class MergeConfig:
     out_dtype: str | None
     tokenizer_source: str | None  # None, "base" or an input's ref
     raw: dict[str, Any]
+    reference: int = 0  # the base_model (or first model): config.json and default tokenizer donor
 
     @property
     def tokenizer_model(self) -> InputModel:
         """The model whose tokenizer and config files the output gets."""
         if self.tokenizer_source not in (None, "base"):
             return next(m for m in self.models if m.ref == self.tokenizer_source)
-        return self.models[self.base if self.base is not None else 0]
+        return self.models[self.reference]
 
 
 def load_config(path: str | Path) -> MergeConfig:
@@ -104,6 +105,7 @@ def parse_config(raw: Any, where: str = "config", root: Path | None = None) -> M
         raise UserError(f"{where}: the same model is listed twice")
     if method.base == "required" and base is None:
         raise UserError(f"{where}: merge_method {name} needs a base_model")
+    reference = base if base is not None else 0  # config/tokenizer donor, even for base-free methods
     if method.base == "ignored":
         base = None
     n = len(models)
@@ -123,7 +125,7 @@ def parse_config(raw: Any, where: str = "config", root: Path | None = None) -> M
             f"{where}: tokenizer_source {tok!r} must be 'base' or one of the models "
             f"({', '.join(m.ref for m in models)}); 'union' is not supported"
         )
-    if tok == "base" and base is None:
+    if tok == "base" and raw.get("base_model") is None:
         raise UserError(f"{where}: tokenizer_source: base needs a base_model")
     parameters = raw.get("parameters") or {}
     if not isinstance(parameters, dict):
@@ -137,6 +139,7 @@ def parse_config(raw: Any, where: str = "config", root: Path | None = None) -> M
         out_dtype=_dtype(raw.get("out_dtype"), f"{where}: out_dtype"),
         tokenizer_source=tok,
         raw=raw,
+        reference=reference,
     )
     known = set(method.shared) | set(method.per_input)
     for scope, params in [("parameters", parameters)] + [(f"{m.ref} parameters", m.parameters) for m in models]:
@@ -171,7 +174,7 @@ def _dtype(value: Any, where: str) -> str | None:
     if value is None:
         return None
     if value not in DTYPE_NAMES:
-        raise choice_error(where, str(value), DTYPE_NAMES)
+        raise UserError(f"{where}: unknown dtype {value!r}; valid choices: {', '.join(DTYPE_NAMES)}")
     return value
 
 

@@ -102,7 +102,7 @@ def plan_merge(cfg: MergeConfig, models: list[SafetensorsModel], opts: Options) 
 
     Raises ``UserError`` naming the first offending model/tensor before anything is written.
     """
-    ref_i = cfg.base if cfg.base is not None else 0
+    ref_i = cfg.reference
     ref = cfg.models[ref_i]
     configs = [_config_json(m.path) for m in cfg.models]
     for m, c in zip(cfg.models, configs, strict=True):
@@ -305,7 +305,7 @@ def _execute(runner: _Runner, jobs: list[TensorJob], workers: int, progress: Any
 
 
 def _copy_side_files(cfg: MergeConfig, tmp: Path, jobs: list[TensorJob], maps: dict[int, VocabMap]) -> None:
-    ref = cfg.models[cfg.base if cfg.base is not None else 0].path
+    ref = cfg.models[cfg.reference].path
     tok = cfg.tokenizer_model.path
     conf = json.loads((ref / "config.json").read_text())
     dtype_name = cfg.out_dtype or cfg.dtype
