@@ -103,6 +103,8 @@ def test_interrupted_run_resumes_to_the_same_weights(setup):
     assert not (root / "cut" / "stats.json").exists()
     with pytest.raises(UserError, match="pass --resume"):
         train(config("cut"))
+    with (root / "cut" / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 5, "lo')  # a line torn by the crash
     resumed = train(config("cut", resume=True))
     assert resumed["resumed_from_step"] == 3 and resumed["steps"] == whole["steps"] == 8
     a, b = _weights(root / "whole"), _weights(root / "cut")

@@ -252,8 +252,14 @@ def _trim_metrics(path: Path, checkpoint: Path | None) -> None:
         path.unlink(missing_ok=True)
         return
     step = int(_CHECKPOINT.match(checkpoint.name).group(1))
-    lines = [ln for ln in path.read_text("utf-8").splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    write_text(path, "".join(ln + "\n" for ln in lines))
+    kept = []
+    for line in path.read_text("utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):  # a line torn by the crash
+            continue
+    write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _save_model(trainer: Any, out: Path) -> None:
