@@ -90,7 +90,7 @@ def test_different_bench_versions_are_separate_columns_never_averaged(tmp_path: 
 
 def test_stage_stats_are_read_tolerantly() -> None:
     curation = json.loads((DATA / "curate-math" / "stats.json").read_text())
-    assert stages.funnel(curation)[:3] == [("source", 200.0), ("generate", 200.0), ("verify", 300.0)]
+    assert stages.funnel(curation)[:3] == [("source", 200.0), ("generate", 400.0), ("verify", 300.0)]
     assert stages.reasons(curation)[:2] == [("verify: incorrect", 90.0), ("select: not_selected", 55.0)]
     edges, counts, measure = stages.length_histogram(curation)
     assert len(edges) == 11 and sum(counts) == 200 and measure.startswith("student tokens")

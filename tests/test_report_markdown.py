@@ -43,7 +43,11 @@ def test_table1_layout_cells_from_the_summaries(tmp_path: Path) -> None:
     assert detail[:5] == ["GPQA-Diamond", "diamond-v1", "merged", "4", "6"]
     assert detail[7] == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
     assert detail[12] == "32768"
-    assert "curation output" in md and "merge output" in md
+    assert "- curation `" in md and "source 200 → generate 400 → verify 300" in md and "verify: incorrect: 90" in md
+    assert "method arcee_fusion; mode compat" in md and "final_loss 1.23" in md
+    # the merge against each branch, with the paired CI and the problems gained and lost
+    science_vs_merged = _row(md, "AIME 2024 | science-branch | merged")
+    assert science_vs_merged[3:] == ["10", "-27.5", "[-40.0, -15.0]", "0", "3"]
 
 
 def test_published_rows_are_marked_and_only_fill_matching_columns(tmp_path: Path) -> None:

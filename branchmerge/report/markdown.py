@@ -6,7 +6,9 @@ newlines and HTML metacharacters neutralised so a model name cannot break the ta
 
 from __future__ import annotations
 
-from branchmerge.report.load import Inputs
+from branchmerge.report import stages
+from branchmerge.report.compare import compare, problem_rates
+from branchmerge.report.load import EvalResult, Inputs, StageResult
 from branchmerge.report.reference import NOTE
 from branchmerge.report.table import Summary, cell_text, detail
 
@@ -28,11 +30,45 @@ def render_markdown(title: str, summary: Summary, inputs: Inputs) -> str:
     if summary.columns:
         lines += _main_table(summary) + [""]
         lines += _detail_table(summary) + [""]
-    for stage in inputs.stages:
-        lines += [f"- {stage.kind} output `{md_escape(stage.path)}`: {md_escape(stage.name)}"]
+        lines += _comparisons(summary)
     if inputs.stages:
-        lines.append("")
+        lines += ["## Stage outputs", ""] + [f"- {_stage_line(stage)}" for stage in inputs.stages] + [""]
     return "\n".join(lines)
+
+
+def _comparisons(summary: Summary) -> list[str]:
+    rows = []
+    for column in summary.columns:
+        results: list[EvalResult] = [r.cells[column.key] for r in summary.measured() if column.key in r.cells]  # type: ignore[misc]
+        rates = {r.model: problem_rates(r) for r in results}
+        for i, a in enumerate(results):
+            for b in results[i + 1:]:
+                p = compare(a.model, rates[a.model], b.model, rates[b.model])
+                rows.append([md_escape(column.label), md_escape(a.model), md_escape(b.model), str(p.common),
+                             f"{100 * p.delta:+.1f}", f"[{100 * p.ci[0]:+.1f}, {100 * p.ci[1]:+.1f}]",
+                             str(len(p.gained)), str(len(p.lost))])
+    if not rows:
+        return []
+    header = ["Benchmark", "A", "B", "Common problems", "Δ pass@1 (A−B)", "95% CI (paired)", "Solved by A only",
+              "Solved by B only"]
+    return ["## Model comparisons", "",
+            "Solved = at least half of a problem's samples correct; the CI is a paired bootstrap over problems.",
+            "", *_table(header, rows), ""]
+
+
+def _stage_line(stage: StageResult) -> str:
+    st = stage.stats
+    facts: list[str] = []
+    if stage.kind == "curation":
+        funnel = stages.funnel(st)
+        if funnel:
+            facts.append(" → ".join(f"{name} {n:g}" for name, n in funnel))
+        facts += [f"{reason}: {n:g}" for reason, n in stages.reasons(st)[:3]]
+    else:
+        keys = ("method", "mode", "base_model", "recipe", "steps", "tokens_seen", "final_loss", "wall_time_s", "wall_s")
+        facts += [f"{key} {st[key]}" for key in keys if isinstance(st.get(key), (str, int, float))]
+    detail = f" ({md_escape('; '.join(facts))})" if facts else ""
+    return f"{stage.kind} `{md_escape(stage.path)}`: {md_escape(stage.name)}{detail}"
 
 
 def _main_table(summary: Summary) -> list[str]:

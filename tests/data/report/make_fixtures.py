@@ -165,14 +165,15 @@ def write_stages(root: Path, rng: random.Random) -> None:
     for v in lengths:
         counts[min(int((v - edges[0]) / (edges[1] - edges[0])), 9)] += 1
 
-    def stage(name: str, unit: str, n_in: int, reasons: dict[str, int]) -> dict:
+    def stage(name: str, unit: str, n_in: int, reasons: dict[str, int], out: int | None = None) -> dict:
         dropped = sum(reasons.values())
-        return {"stage": name, "unit": unit, "in": n_in, "out": n_in - dropped, "dropped": dropped, "reasons": reasons}
+        return {"stage": name, "unit": unit, "in": n_in, "out": n_in - dropped if out is None else out,
+                "dropped": dropped, "reasons": reasons}
 
     (cur / "stats.json").write_text(json.dumps({  # the shape branchmerge/curate/pipeline.py writes
         "kind": "curation", "domain": "math", "rows": 200, "problems": 180, "teacher": "deepseek-r1 (replay)",
         "funnel": [stage("source", "source rows", 210, {"malformed": 10}),
-                   stage("generate", "problems -> completions", 200, {}),
+                   stage("generate", "problems -> completions", 200, {}, out=400),
                    stage("verify", "completions", 400, {"incorrect": 90, "unparsed": 10}),
                    stage("format", "completions", 300, {"unclosed_think": 20}),
                    stage("length", "completions", 280, {"too_long": 10}),
