@@ -60,7 +60,7 @@ def test_every_internal_link_has_its_target(page: str) -> None:
     targets = set(re.findall(r'\bid="([^"]+)"', page))
     links = set(re.findall(r'href="#([^"]+)"', page))
     assert links and links <= targets, sorted(links - targets)[:5]
-    assert 'href="#b-aime24-2024-v1-p9"' in page  # a gained/lost problem links to its samples
+    assert 'href="#b0-aime24-2024-v1-p9"' in page  # a gained/lost problem links to its samples
 
 
 def test_all_sample_and_card_text_is_escaped(page: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,20 @@ def test_parent_and_bench_dirs_and_stage_kinds_are_recognised() -> None:
         (m, b) for m in ("math-branch", "science-branch") for b in ("aime24", "gpqa_diamond", "livecodebench")
     }
     assert [s.kind for s in inputs.stages] == ["curation", "training", "merge"]
-    assert len(inputs.stages[0].lengths) == 200  # completion_tokens read from data/*.parquet
+    assert inputs.stages[0].lengths == []  # its stats carry a length histogram: the Parquet is not read
     one = load_dirs([EVAL / "merged" / "aime24"]).evaluations
     assert [(r.model, r.bench, r.bench_version, len(r.samples), r.max_tokens) for r in one] == [
         ("merged", "aime24", "2024-v1", 40, 32768)
     ]
+
+
+def test_curation_without_a_length_histogram_reads_parquet_lengths(tmp_path: Path) -> None:
+    cur = tmp_path / "cur"
+    shutil.copytree(DATA / "curate-math", cur)
+    stats = json.loads((cur / "stats.json").read_text())
+    del stats["token_lengths"]
+    (cur / "stats.json").write_text(json.dumps(stats))
+    assert len(load_dirs([cur]).stages[0].lengths) == 200  # completion_tokens of data/*.parquet
 
 
 def test_unknown_directory_names_it_and_what_was_expected(tmp_path: Path) -> None:

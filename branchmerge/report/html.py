@@ -61,10 +61,9 @@ def render_html(summary: Summary, inputs: Inputs, options: Options) -> str:
         "note": NOTE if any(r.published for r in summary.rows) else "",
         "citations": sorted({r.citation for r in summary.rows if r.published}),
         "details": _details(summary),
-        "benches": [_bench(column, summary, options) for column in summary.columns],
+        "benches": [_bench(i, column, summary, options) for i, column in enumerate(summary.columns)],
         "stages": [_stage(i, stage) for i, stage in enumerate(inputs.stages)],
         "provenance": [_provenance(r) for r in inputs.evaluations],
-        "show_gpqa": options.show_gpqa,
     }
     return env.get_template("report.html.j2").render(**context)
 
@@ -94,13 +93,10 @@ def _details(summary: Summary) -> list[dict[str, Any]]:
     ]
 
 
-def _results(column: Column, summary: Summary) -> list[EvalResult]:
-    return [row.cells[column.key] for row in summary.measured() if column.key in row.cells]  # type: ignore[misc]
-
-
-def _bench(column: Column, summary: Summary, options: Options) -> dict[str, Any]:
-    results = _results(column, summary)
-    colors = {r.model: charts.color(i) for i, r in enumerate(results)}
+def _bench(number: int, column: Column, summary: Summary, options: Options) -> dict[str, Any]:
+    results = summary.results(column)
+    measured = summary.measured()
+    colors = {row.label: charts.color(i) for i, row in enumerate(measured)}  # one colour per model everywhere
     points = []
     for r in results:
         pass1, tokens = cell_values(r)
@@ -110,7 +106,7 @@ def _bench(column: Column, summary: Summary, options: Options) -> dict[str, Any]
         pass1, tokens = cell_values(row.cells.get(column.key))  # type: ignore[arg-type]
         if pass1 is not None and tokens is not None:
             points.append({"label": f"{row.label} (published)", "x": tokens, "y": 100 * pass1,
-                           "color": charts.color(len(results) + i), "hollow": True})
+                           "color": charts.color(len(measured) + i), "hollow": True})
     passk = []
     for r in results:
         raw = r.metrics.get("pass@k") or {}
@@ -118,11 +114,11 @@ def _bench(column: Column, summary: Summary, options: Options) -> dict[str, Any]
         if pts:
             passk.append({"label": r.model, "color": colors[r.model], "points": pts})
     rates = {r.model: problem_rates(r) for r in results}
-    grid = _grid(results, rates, colors)
+    grid = _grid(results, rates)
     index = {row["id"]: row["index"] for row in grid["rows"]}  # one anchor per problem: grid, pairs, samples
     return {
         "key": column.key,
-        "anchor": "b-" + "".join(ch if ch.isalnum() else "-" for ch in column.key),
+        "anchor": f"b{number}-" + "".join(ch if ch.isalnum() else "-" for ch in column.key),
         "label": column.label,
         "version": column.version,
         "scatter": charts.scatter(f"{column.label}: accuracy vs mean output tokens", points,
@@ -158,8 +154,7 @@ def _token_row(result: EvalResult) -> dict[str, Any]:
     return {"model": result.model, **{k: mean(k) for k in ("completion", "thinking", "answer", "correct", "incorrect")}}
 
 
-def _grid(results: list[EvalResult], rates: dict[str, dict[str, tuple[int, int]]],
-          colors: dict[str, str]) -> dict[str, Any]:
+def _grid(results: list[EvalResult], rates: dict[str, dict[str, tuple[int, int]]]) -> dict[str, Any]:
     ids: list[str] = []
     for r in results:
         ids.extend(pid for pid in rates[r.model] if pid not in ids)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from branchmerge.errors import UserError
+from branchmerge.report.stages import length_histogram
 
 STAGE_KINDS = ("curation", "training", "merge")
 EXPECTED = (
@@ -172,7 +173,8 @@ def load_stage(path: Path) -> StageResult:
         raise UserError(f"{stats_path}: kind is {kind!r}; {EXPECTED}")
     card_path = path / "README.md"
     card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.is_file() else ""
-    lengths = _curation_lengths(path) if kind == "curation" else []
+    # the Parquet export is read only when the stats carry no length histogram of their own
+    lengths = _curation_lengths(path) if kind == "curation" and length_histogram(stats) is None else []
     history = _log_lines(path / "metrics.jsonl") if kind == "training" else []
     return StageResult(path=path, kind=kind, stats=stats, card=card, lengths=lengths, history=history)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from branchmerge.report import stages
 from branchmerge.report.compare import compare, problem_rates
-from branchmerge.report.load import EvalResult, Inputs, StageResult
+from branchmerge.report.load import Inputs, StageResult
 from branchmerge.report.reference import NOTE
 from branchmerge.report.table import Summary, cell_text, detail
 
@@ -39,7 +39,7 @@ def render_markdown(title: str, summary: Summary, inputs: Inputs) -> str:
 def _comparisons(summary: Summary) -> list[str]:
     rows = []
     for column in summary.columns:
-        results: list[EvalResult] = [r.cells[column.key] for r in summary.measured() if column.key in r.cells]  # type: ignore[misc]
+        results = summary.results(column)
         rates = {r.model: problem_rates(r) for r in results}
         for i, a in enumerate(results):
             for b in results[i + 1:]:

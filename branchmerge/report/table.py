@@ -54,6 +54,10 @@ class Summary:
     def measured(self) -> list[Row]:
         return [row for row in self.rows if not row.published]
 
+    def results(self, column: Column) -> list[EvalResult]:
+        """The measured results in one column, in row order."""
+        return [row.cells[column.key] for row in self.measured() if column.key in row.cells]  # type: ignore[misc]
+
 
 def build_summary(results: list[EvalResult], published: list[tuple[Published, str]]) -> Summary:
     columns = _columns(results)
