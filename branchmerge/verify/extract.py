@@ -104,11 +104,17 @@ MATH_FALLBACKS: dict[str, re.Pattern[str]] = {
 DEFAULT_MATH_FALLBACKS = ("final_answer_is", "answer_colon")
 
 
+def _drop_full_stop(text: str) -> str:
+    """``\\boxed{\\sqrt{2}.}``: math-verify reads a final full stop as part of the maths and
+    fails to parse (or parses only the last element), so a lone trailing "." is removed."""
+    return text[:-1].rstrip() if text.endswith(".") and not text.endswith("..") else text
+
+
 def math_answer(segment: str, fallbacks: tuple[str, ...] = DEFAULT_MATH_FALLBACKS) -> Extraction:
     """The final math answer: the last box, then the anchored phrases in ``fallbacks`` (last match)."""
     boxed = last_boxed(segment)
     if boxed is not None and boxed.text:
-        return boxed
+        return Extraction(_drop_full_stop(boxed.text), boxed.rule)
     for name in fallbacks:
         matches = list(MATH_FALLBACKS[name].finditer(segment))
         if matches:

@@ -173,7 +173,7 @@ def _math_result(job: _MathJob, result: dict[str, Any], cached: bool) -> Verdict
     if result["rule"] == "timeout":
         detail["timeout"] = True  # counted apart, scored incorrect (reference/evaluation.md §3 #11)
         return Verdict("incorrect", detail)
-    if result["rule"] in ("math_verify",):
+    if result["rule"] in ("math_verify", "exact_rational_mismatch"):
         return Verdict("incorrect", detail)
     return Verdict("error", detail)
 
@@ -209,7 +209,7 @@ def _run_math(jobs: list[_MathJob], opts: dict[str, Any], workers: int, progress
         _CACHE.clear()
     for job, result in zip(todo, results):
         known[job.key] = result
-        if result["rule"] == "math_verify":  # time-outs and crashes may go otherwise next time
+        if result["rule"] in ("math_verify", "exact_rational_mismatch"):  # not time-outs and crashes
             _CACHE[job.key] = result
     return [_math_result(job, known[job.key], cached=unique.get(job.key) is not job) for job in jobs]
 

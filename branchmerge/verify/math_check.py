@@ -17,6 +17,7 @@ import re
 import signal
 import threading
 from contextlib import contextmanager
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
@@ -38,17 +39,31 @@ def resolve_format(gold: str, gold_format: str) -> str:
 
 # ---- fast paths -------------------------------------------------------------------------------
 
-_SPACING = re.compile(r"\\[,;!: ]|\\(?:left|right|displaystyle)(?![a-zA-Z])|\$")
-# drop whitespace unless it separates two letters ("\pi r" must not become "\pir")
-_WS = re.compile(r"(?<![a-zA-Z])\s+|\s+(?![a-zA-Z])")
+_SPELLING = re.compile(r"\\(?:left|right|displaystyle)(?![a-zA-Z])|\$")
+# drop whitespace unless it touches a letter on both sides ("\pi r" must not become "\pir") or a
+# comma (math-verify reads "1,000" as 1000 but "1, 000" as a list)
+_WS = re.compile(r"\s+")
+
+
+def _space(m: re.Match[str]) -> str:
+    before, after = m.string[m.start() - 1 : m.start()], m.string[m.end() : m.end() + 1]
+    keep = "," in (before, after) or (before.isalpha() and after.isalpha())
+    return " " if keep else ""
+_DIGIT_GROUP = re.compile(r"(?<=\d)\\[,;: !](?=\d{3}(?!\d))")
+
+
+def repair(text: str) -> str:
+    """Spellings math-verify misreads, rewritten before *both* the fast paths and the full check:
+    repeating decimals (``0.\\overline{3}``) and thin spaces between digit groups (``1\\,000``)."""
+    return _DIGIT_GROUP.sub("", _repeating_to_fraction(text))
 
 
 def normalise(text: str) -> str:
-    """A spelling-only normal form: spacing commands, ``\\left``/``\\right``, ``\\dfrac``, ``$``."""
-    text = _SPACING.sub(" ", text)
+    """A spelling-only normal form: ``\\left``/``\\right``, ``\\dfrac``, ``$`` and spaces, all of
+    which math-verify's own LaTeX normalisation removes as well."""
+    text = _SPELLING.sub(" ", text)
     text = re.sub(r"\\[dt]frac(?![a-zA-Z])", r"\\frac", text)
-    text = _WS.sub("", text).strip()
-    return text.rstrip(".").strip()
+    return _WS.sub(_space, text.strip())
 
 
 def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | None:
@@ -60,7 +75,7 @@ def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | N
     ``tests/test_verify_math.py`` checks both rules against the full check on every curated pair.
     """
     fmt = resolve_format(gold, gold_format)
-    g, p = normalise(gold), normalise(pred)
+    g, p = normalise(repair(gold)), normalise(repair(pred))
     if not p:
         return None
     if g == p and fmt == "latex":
@@ -110,14 +125,48 @@ def parse_pred(pred: str) -> list[Any]:
     return _mv().parse(f"\\boxed{{{pred}}}", _configs()[0], parsing_timeout=None)
 
 
+_REPEATING = re.compile(r"(?<![\\\w.])(\d*)\.(\d*)\\overline\{(\d+)\}")
+
+
+def _repeating_to_fraction(text: str) -> str:
+    """``5.\\overline{3}`` -> ``\\frac{16}{3}``: math-verify cannot read repeating decimals."""
+
+    def frac(m: re.Match[str]) -> str:
+        whole, fixed, rep = m.group(1) or "0", m.group(2), m.group(3)
+        value = Fraction(int(whole)) + (Fraction(int(fixed), 10 ** len(fixed)) if fixed else 0)
+        value += Fraction(int(rep), (10 ** len(rep) - 1) * 10 ** len(fixed))
+        return f"\\frac{{{value.numerator}}}{{{value.denominator}}}"
+
+    return _REPEATING.sub(frac, text)
+
+
+def _exact_mismatch(gold: list[Any], pred: list[Any], texts: tuple[str, str]) -> bool:
+    """True when math-verify called two *different exact rationals* equal.
+
+    Its numeric comparison rounds, so ``1/2004!`` equals ``1/2006!`` (Math-Verify#14). When
+    neither side holds a float, a percent sign or a symbol, exact values must match exactly.
+    """
+    if any("%" in t for t in texts) or not gold or not pred:
+        return False
+    import sympy
+
+    g, p = gold[0], pred[0]
+    if not isinstance(g, sympy.Expr) or not isinstance(p, sympy.Expr):
+        return False
+    if g.free_symbols or p.free_symbols or g.atoms(sympy.Float) or p.atoms(sympy.Float):
+        return False
+    g, p = g.doit(), p.doit()
+    return bool(g.is_Rational and p.is_Rational and g != p)
+
+
 def full_check(gold: str, pred: str, gold_format: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """math-verify ``verify(parse(gold), parse(pred))``; runs in a worker, returns plain data."""
+    """math-verify ``verify(parse(gold), parse(pred))`` plus two fixes; runs in a worker."""
     options = options or {}
     fmt = resolve_format(gold, gold_format)
-    gold_parsed = parse_gold(gold, fmt)
+    gold_parsed = parse_gold(repair(gold), fmt)
     if not gold_parsed:
         return {"ok": False, "rule": "gold_unparsed", "error": f"math-verify could not parse the gold {gold!r}"}
-    pred_parsed = parse_pred(pred)
+    pred_parsed = parse_pred(repair(pred))
     equal = _mv().verify(
         gold_parsed,
         pred_parsed,
@@ -126,7 +175,10 @@ def full_check(gold: str, pred: str, gold_format: str, options: dict[str, Any] |
         strict=options.get("strict", True),
         timeout_seconds=None,
     )
-    return {"ok": bool(equal), "rule": "math_verify", "parsed_gold": _show(gold_parsed), "parsed_pred": _show(pred_parsed)}
+    rule = "math_verify"
+    if equal and _exact_mismatch(gold_parsed, pred_parsed, (gold, pred)):
+        equal, rule = False, "exact_rational_mismatch"
+    return {"ok": bool(equal), "rule": rule, "parsed_gold": _show(gold_parsed), "parsed_pred": _show(pred_parsed)}
 
 
 def _show(parsed: list[Any]) -> str:

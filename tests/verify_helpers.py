@@ -1,0 +1,20 @@
+"""Worker functions for the verify pool tests (the pool imports them by name in a subprocess)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+
+def echo(item: Any, timeout: float | None) -> Any:
+    return item
+
+
+def hang_on_negative(item: int, timeout: float | None) -> int:
+    """Stand-in for a check stuck in C code: ignores the timer signal and never returns."""
+    if item < 0:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        while True:
+            time.sleep(1)
+    return item * 2
