@@ -37,6 +37,18 @@ def test_curation_without_a_length_histogram_reads_parquet_lengths(tmp_path: Pat
     assert len(load_dirs([cur]).stages[0].lengths) == 200  # completion_tokens of data/*.parquet
 
 
+def test_a_folder_of_runs_is_searched_for_result_directories(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    shutil.copytree(EVAL, runs / "eval")
+    for stage in STAGES:
+        shutil.copytree(stage, runs / stage.name)
+    (runs / ".hidden" / "x").mkdir(parents=True)
+    (runs / ".hidden" / "x" / "stats.json").write_text("{}")  # hidden folders are not searched
+    inputs = load_dirs([runs])
+    assert len(inputs.evaluations) == 9 and [s.path.name for s in inputs.stages] == [
+        "curate-math", "merge-fusion", "train-math"]
+
+
 def test_unknown_directory_names_it_and_what_was_expected(tmp_path: Path) -> None:
     (tmp_path / "random").mkdir()
     (tmp_path / "random" / "notes.txt").write_text("hi")

@@ -43,6 +43,8 @@ def test_table1_layout_cells_from_the_summaries(tmp_path: Path) -> None:
     assert detail[:5] == ["GPQA-Diamond", "diamond-v1", "merged", "4", "6"]
     assert detail[7] == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
     assert detail[12] == "32768"
+    m = s["metrics"]
+    assert detail[15] == f"{100 * m['pass@1_strict']:.1f} / {100 * m['pass@1_lenient']:.1f}"
     assert "- curation `" in md and "source 200 → generate 400 → verify 300" in md and "verify: incorrect: 90" in md
     assert "method arcee_fusion; mode compat" in md and "final_loss 1.23" in md
     # the merge against each branch, with the paired CI and the problems gained and lost

@@ -17,10 +17,11 @@ from branchmerge.errors import UserError
 from branchmerge.report.stages import length_histogram
 
 STAGE_KINDS = ("curation", "training", "merge")
+SEARCH_DEPTH = 3  # runs/ -> eval/ -> <model>/ -> <bench>/
 EXPECTED = (
     "expected an evaluation result (summary.json with kind 'evaluation', as written by "
-    "`branchmerge evaluate --out DIR` in DIR/<bench>/, or that parent DIR), or a stage output "
-    "(stats.json with kind 'curation', 'training' or 'merge')"
+    "`branchmerge evaluate --out DIR` in DIR/<bench>/), or a stage output (stats.json with kind "
+    "'curation', 'training' or 'merge'), or a folder holding such directories"
 )
 
 
@@ -95,17 +96,33 @@ def load_dirs(paths: list[Path], texts_per_verdict: int = 2) -> Inputs:
         path = Path(path)
         if not path.is_dir():
             raise UserError(f"{path}: not a directory; {EXPECTED}")
-        if (path / "summary.json").is_file():
-            inputs.evaluations.append(load_evaluation(path, texts_per_verdict))
-        elif (path / "stats.json").is_file():
-            inputs.stages.append(load_stage(path))
-        else:
-            benches = sorted(p for p in path.iterdir() if (p / "summary.json").is_file())
-            if not benches:
-                raise UserError(f"{path}: holds neither summary.json nor stats.json; {EXPECTED}")
-            inputs.evaluations.extend(load_evaluation(p, texts_per_verdict) for p in benches)
+        found = _discover(path, SEARCH_DEPTH)
+        if not found:
+            raise UserError(f"{path}: holds neither summary.json nor stats.json (searched {SEARCH_DEPTH} levels "
+                            f"down); {EXPECTED}")
+        for result_dir in found:
+            if (result_dir / "summary.json").is_file():
+                inputs.evaluations.append(load_evaluation(result_dir, texts_per_verdict))
+            else:
+                inputs.stages.append(load_stage(result_dir))
     _check_unique(inputs.evaluations)
     return inputs
+
+
+def _discover(path: Path, depth: int) -> list[Path]:
+    """``path`` if it is a result directory, else the result directories below it (sorted, ``depth`` levels).
+
+    So ``report runs/`` finds runs/eval/<model>/<bench>, runs/curate/math, ... ; a result directory's own
+    subfolders (data/, shards/, checkpoints/) are never searched.
+    """
+    if (path / "summary.json").is_file() or (path / "stats.json").is_file():
+        return [path]
+    if depth == 0:
+        return []
+    found: list[Path] = []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        found.extend(_discover(sub, depth - 1))
+    return found
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -91,7 +91,7 @@ def _main_table(summary: Summary) -> list[str]:
 def _detail_table(summary: Summary) -> list[str]:
     header = [
         "Benchmark", "Version", "Model", "n", "Problems", "Pass@1", "± SE", "95% CI", "cons@n",
-        "Mean tok", "Median", "p90", "Max tokens", "Truncated %", "Unparsed %",
+        "Mean tok", "Median", "p90", "Max tokens", "Truncated %", "Unparsed %", "Strict / lenient",
     ]
     rows = []
     for column in summary.columns:
@@ -103,13 +103,14 @@ def _detail_table(summary: Summary) -> list[str]:
             rows.append([
                 md_escape(column.label), md_escape(d["version"]), md_escape(row.label), str(d["n"]),
                 str(d["problems"]), d["pass1"], d["se"], d["ci"], d["cons"], d["mean"], d["median"],
-                d["p90"], d["max_tokens"], d["truncated"], d["unparsed"],
+                d["p90"], d["max_tokens"], d["truncated"], d["unparsed"], d["strict_lenient"],
             ])
     return [
         "## Per benchmark",
         "",
         "n is the number of samples per problem; the CI is a bootstrap over problems; tokens count "
-        "generated tokens of every sample, wrong and truncated ones included.",
+        "generated tokens of every sample, wrong and truncated ones included; strict / lenient is the "
+        "multiple-choice pass@1 under both answer extractions.",
         "",
         *_table(header, rows),
     ]

@@ -152,6 +152,9 @@ def detail(result: EvalResult) -> dict[str, Any]:
         "cons": _fmt(m.get("cons@n"), fmt_pct),
         "truncated": _fmt(m.get("truncated_rate"), fmt_pct),
         "unparsed": _fmt(m.get("unparsed_rate"), fmt_pct),
+        "strict_lenient": (f"{fmt_pct(m['pass@1_strict'])} / {fmt_pct(m['pass@1_lenient'])}"
+                           if isinstance(m.get("pass@1_strict"), (int, float))
+                           and isinstance(m.get("pass@1_lenient"), (int, float)) else "–"),
         "mean": _fmt(completion.get("mean"), fmt_tokens),
         "median": _fmt(completion.get("median"), fmt_tokens),
         "p90": _fmt(completion.get("p90"), fmt_tokens),
