@@ -99,6 +99,8 @@ def test_cli_writes_both_and_refuses_unknown_dirs(tmp_path: Path) -> None:
     assert (tmp_path / "r.md").read_text().startswith("# CLI") and "<!DOCTYPE html>" in (tmp_path / "r.html").read_text()
     bad = subprocess.run([*run, str(tmp_path), "--md", str(tmp_path / "x.md")], capture_output=True, text=True)
     assert bad.returncode == 2 and "holds neither summary.json nor stats.json" in bad.stderr
+    none = subprocess.run([*run, str(eval_dirs()[0])], capture_output=True, text=True)
+    assert none.returncode == 2 and "nothing to write" in none.stderr
     ref = subprocess.run([*run, str(eval_dirs()[0]), "--md", str(tmp_path / "x.md"), "--reference", "papr"],
                          capture_output=True, text=True)
     assert ref.returncode == 2 and "unknown reference 'papr'" in ref.stderr

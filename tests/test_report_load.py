@@ -66,7 +66,7 @@ def test_unknown_directory_names_it_and_what_was_expected(tmp_path: Path) -> Non
         ("stats.json", {"kind": "mystery"}, "kind is 'mystery'"),
         ("stats.json", [1, 2], "expected a JSON object"),
         ("summary.json", {"kind": "curation"}, "not 'evaluation'"),
-        ("summary.json", {"kind": "evaluation", "bench": "aime24", "metrics": {}}, "missing key 'model'"),
+        ("summary.json", {"kind": "evaluation", "model": "m", "metrics": {}}, "missing key 'bench'"),
         ("summary.json", {"kind": "evaluation", "bench": "x", "model": "m", "metrics": {"pass@1": "hi"}}, "pass@1"),
     ],
 )
@@ -87,6 +87,12 @@ def test_broken_json_and_broken_sample_line_name_file_and_line(tmp_path: Path) -
         fh.write("{torn\n")
     with pytest.raises(UserError, match=r"samples\.jsonl:41"):
         load_dirs([bench])
+
+
+def test_a_summary_without_a_model_name_is_labelled_by_its_folder(tmp_path: Path) -> None:
+    bench = copy_bench(tmp_path / "checkpoint-200", "merged", "aime24", "aime24")
+    edit_json(bench / "summary.json", model=None)
+    assert load_dirs([bench]).evaluations[0].model == "checkpoint-200"
 
 
 def test_the_same_model_and_bench_twice_is_refused(tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ class EvalResult:
 
     @property
     def model(self) -> str:
-        return str(self.summary["model"])
+        """The row label: the run's model name, else the folder above the bench folder."""
+        return str(self.summary.get("model") or self.path.resolve().parent.name)
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -140,7 +141,7 @@ def load_evaluation(path: Path, texts_per_verdict: int = 2) -> EvalResult:
     summary = read_json(summary_path)
     if summary.get("kind") != "evaluation":
         raise UserError(f"{summary_path}: kind is {summary.get('kind')!r}, not 'evaluation'; {EXPECTED}")
-    for key in ("bench", "model", "metrics"):
+    for key in ("bench", "metrics"):
         if key not in summary:
             raise UserError(f"{summary_path}: missing key {key!r} (is it from `branchmerge evaluate`?)")
     metrics = summary["metrics"]
