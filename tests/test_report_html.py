@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 
 from branchmerge.report import charts
+from branchmerge.report.breakdown import breakdowns
 from branchmerge.report.build import build_report
-from branchmerge.report.compare import compare
+from branchmerge.report.compare import compare, problem_rates
 from branchmerge.report.html import Options
+from branchmerge.report.load import load_dirs
 from branchmerge.report.mdhtml import markdown_to_html
-from tests.report_helpers import STAGES, copy_bench, eval_dirs, summary
+from tests.report_helpers import EVAL, STAGES, copy_bench, eval_dirs, summary
 
 
 def _html(tmp_path: Path, dirs: list[Path], **options: object) -> str:
@@ -51,7 +53,7 @@ def test_key_sections_and_numbers(page: str) -> None:
         assert f"{100 * s['metrics']['pass@1']:.1f} ({s['tokens']['completion']['mean'] / 1000:.1f}k)" in page
     assert "78.1 (11.8k)" in page and "published" in page
     for text in ("accuracy vs mean output tokens", "pass@k", "output length", "Gained and lost problems",
-                 "Per-problem grid", "Curation funnel", "Rejected rows by reason", "Training loss",
+                 "Per-problem grid", "Pass@1 by problem group", "Curation funnel", "Rejected rows by reason", "Training loss",
                  "Merge card", "arcee_fusion", "Kept samples: length", "student tokens", "max_tokens 32768"):
         assert text in page, text
 
@@ -138,6 +140,20 @@ def test_chart_geometry() -> None:
                                    {"label": "b", "x": 9600, "y": 79.0, "color": "c"}], "x", "y")
     ys = [t["y"] for t in scatter.texts]
     assert abs(ys[0] - ys[1]) >= 13  # overlapping labels are pushed apart
+
+
+def test_pass1_by_problem_group() -> None:
+    inputs = load_dirs([EVAL / m / "livecodebench" for m in ("merged", "math-branch")] +
+                       [EVAL / "merged" / "gpqa_diamond"])
+    lcb, gpqa = inputs.evaluations[:2], inputs.evaluations[2:]
+    (difficulty,) = breakdowns(lcb)  # platform has one value and contest_date one per problem: no table
+    assert difficulty["key"] == "difficulty"
+    rows = {row["value"]: row for row in difficulty["rows"]}
+    assert {v: r["problems"] for v, r in rows.items()} == {"easy": 2, "medium": 2, "hard": 1}
+    merged = problem_rates(lcb[0])
+    expected = sum(merged[p][0] / merged[p][1] for p in ("livecodebench-0", "livecodebench-3")) / 2
+    assert rows["easy"]["pass1"]["merged"] == pytest.approx(expected)
+    assert [b["key"] for b in breakdowns(gpqa)] == ["domain"]  # the per-problem "record" id is no group
 
 
 def test_gained_and_lost_problems() -> None:

@@ -16,11 +16,12 @@ from markupsafe import Markup
 
 from branchmerge import __version__
 from branchmerge.report import charts, stages
+from branchmerge.report.breakdown import breakdowns
 from branchmerge.report.compare import SOLVED, compare, problem_rates
 from branchmerge.report.load import EvalResult, Inputs, StageResult
 from branchmerge.report.mdhtml import markdown_to_html
 from branchmerge.report.reference import NOTE
-from branchmerge.report.table import Column, Summary, cell_text, cell_values, ci95, detail
+from branchmerge.report.table import Column, Summary, cell_text, cell_values, ci95, detail, fmt_pct
 
 TEXT_BUDGET = 3_000_000  # characters of sample text in the whole file
 MIN_CAP, MAX_CAP = 600, 12_000  # per text block, after sharing the budget
@@ -127,6 +128,11 @@ def _bench(number: int, column: Column, summary: Summary, options: Options) -> d
         if passk else None,
         "histograms": [h for r in results if (h := _histogram(r, column))],
         "tokens": [_token_row(r) for r in results],
+        "breakdowns": [
+            {"key": b["key"], "rows": [{**row, "cells": [fmt_pct(row["pass1"].get(r.model)) for r in results]}
+                                       for row in b["rows"]]}
+            for b in breakdowns(results)
+        ],
         "grid": grid,
         "pairs": _pairs(results, rates, index),
         "samples": _samples(column, results, rates, index, options),

@@ -82,6 +82,12 @@ def sample_rows(rng: random.Random, model: str, bench: str, spec: dict) -> list[
                 reference = {"inputs": ["1 2\n", "3 4\n"], "outputs": ["3\n", "7\n"]}
                 detail = {"passed": 2 if correct else 1, "total": 2,
                           "status": "passed" if correct else "wrong_answer"}
+            meta: dict = {}
+            if bench == "gpqa_diamond":
+                meta = {"domain": ["Physics", "Chemistry", "Biology"][p % 3], "record": f"rec{p}"}
+            elif bench == "livecodebench":
+                meta = {"difficulty": ["easy", "medium", "hard"][p % 3], "platform": "atcoder",
+                        "contest_date": f"2024-{8 + p:02d}-01"}
             if bench == "aime24" and p == 0:
                 prompt, answer = XSS_PROMPT, XSS_ANSWER
             if truncated:
@@ -89,7 +95,7 @@ def sample_rows(rng: random.Random, model: str, bench: str, spec: dict) -> list[
             thinking = int(tokens * 0.9)
             rows.append({
                 "id": pid, "domain": spec["domain"], "source": bench, "prompt": prompt, "reference": reference,
-                "meta": {}, "model": model, "sample_idx": i,
+                "meta": meta, "model": model, "sample_idx": i,
                 "completion": f"<think>\nLet me think about problem {p}. " + "Step. " * 40 + "\n</think>\n\n" + answer,
                 "reasoning": f"Let me think about problem {p}. " + "Step. " * 40,
                 "answer": answer, "finish_reason": "length" if truncated else "stop",
