@@ -10,6 +10,7 @@ import pytest
 
 from branchmerge.errors import UserError
 from branchmerge.report import stages
+from branchmerge.report.build import build_report
 from branchmerge.report.load import load_dirs
 from branchmerge.report.table import build_summary
 from tests.report_helpers import DATA, EVAL, STAGES, copy_bench, edit_json, eval_dirs
@@ -114,6 +115,13 @@ def test_different_bench_versions_are_separate_columns_never_averaged(tmp_path: 
     ]
     cells = {row.label: set(row.cells) for row in summary.rows}
     assert cells == {"math-branch": {"aime24@2023-v0"}, "merged": {"aime24@2024-v1"}}
+    assert summary.version_notes() == [
+        "AIME 2024 was run under 2 benchmark versions (2023-v0, 2024-v1): each has its own column; their "
+        "numbers are not comparable and are never averaged."]
+    out = tmp_path / "r.md"
+    build_report([old, new], md_path=out, html_path=tmp_path / "r.html")
+    assert "> **Note:** AIME 2024 was run under 2 benchmark versions" in out.read_text()
+    assert "AIME 2024 was run under 2 benchmark versions" in (tmp_path / "r.html").read_text()
 
 
 def test_stage_stats_are_read_tolerantly() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from branchmerge.atomic import write_text
+from branchmerge.console import log
 from branchmerge.errors import UserError
 from branchmerge.report.html import Options, render_html
 from branchmerge.report.load import Inputs, load_dirs
@@ -28,6 +29,8 @@ def build_report(
     options = options or Options(title=title)
     inputs = load_dirs(dirs, texts_per_verdict=options.samples_per_model)
     summary = build_summary(inputs.evaluations, published)
+    for note in summary.version_notes():
+        log.warning(note)
     if md_path is not None:
         write_text(md_path, render_markdown(title, summary, inputs))
     if html_path is not None:

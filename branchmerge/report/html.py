@@ -60,6 +60,7 @@ def render_html(summary: Summary, inputs: Inputs, options: Options) -> str:
         "summary": _summary_rows(summary),
         "columns": summary.columns,
         "note": NOTE if any(r.published for r in summary.rows) else "",
+        "version_notes": summary.version_notes(),
         "citations": sorted({r.citation for r in summary.rows if r.published}),
         "details": _details(summary),
         "benches": [_bench(i, column, summary, options) for i, column in enumerate(summary.columns)],

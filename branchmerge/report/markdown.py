@@ -82,6 +82,7 @@ def _main_table(summary: Summary) -> list[str]:
         "",
         *_table(header, rows),
     ]
+    lines += [line for note in summary.version_notes() for line in ("", f"> **Note:** {md_escape(note)}")]
     citations = sorted({row.citation for row in summary.rows if row.published})
     if citations:
         lines += ["", f"*(published)*: {'; '.join(citations)}. {NOTE}"]

@@ -51,6 +51,17 @@ class Summary:
     columns: list[Column]
     rows: list[Row]
 
+    def version_notes(self) -> list[str]:
+        """One line per benchmark measured under several versions (its columns stay apart)."""
+        notes = []
+        for bench in dict.fromkeys(c.bench for c in self.columns):
+            versions = [c.version or "unversioned" for c in self.columns if c.bench == bench]
+            if len(versions) > 1:
+                notes.append(f"{BENCH_NAMES.get(bench, bench)} was run under {len(versions)} benchmark versions "
+                             f"({', '.join(versions)}): each has its own column; their numbers are not comparable "
+                             "and are never averaged.")
+        return notes
+
     def measured(self) -> list[Row]:
         return [row for row in self.rows if not row.published]
 
