@@ -119,7 +119,6 @@ def _bench(number: int, column: Column, summary: Summary, options: Options) -> d
     grid = _grid(results, rates)
     index = {row["id"]: row["index"] for row in grid["rows"]}  # one anchor per problem: grid, pairs, samples
     return {
-        "key": column.key,
         "anchor": f"b{number}-" + "".join(ch if ch.isalnum() else "-" for ch in column.key),
         "label": column.label,
         "version": column.version,
