@@ -70,8 +70,8 @@ def _fast_candidates() -> list[tuple[str, str, str]]:
             out.append((p["gold"], found.text, fmt))
         g = p["gold"]
         paren = g if "\\left" in g else g.replace("(", "\\left(").replace(")", "\\right)")
-        for variant in (g, g.replace("\\frac", "\\dfrac"), g.replace(" ", ""), f" {g} ", paren, g.replace(",", ", "),
-                        f"${g}$", g + "."):
+        for variant in (g, g.replace("\\frac", "\\dfrac"), g.replace(" ", ""), f" {g} ", paren, g.replace(",", ", "), g.replace(", ", ","),
+                        f"${g}$", g + ".", f"x = {g}", f"{g}.0", f"{g}1", f"-{g}", f"{g}/1", f"{g}.0001"):
             out.append((g, variant, fmt))
     return sorted(set(out))
 
@@ -80,7 +80,7 @@ def test_fast_paths_never_change_a_verdict() -> None:
     """The fast paths may only ever skip work: each one agrees with the full check."""
     cases = [(g, p, f, fast) for g, p, f in _fast_candidates() if (fast := math_check.fast_verdict(g, p, f))]
     assert len(cases) >= 150
-    assert {c[3][1] for c in cases} == {"fast_same_text", "fast_integer"}
+    assert {c[3][1] for c in cases} == {"fast_same_text", "fast_number"}
     full = run_pool("branchmerge.verify.grader:_check_item", [(g, p, f, {}) for g, p, f, _ in cases],
                     lambda item, why: {"ok": None, "rule": why}, workers=2, timeout=10)
     disagree = [(g, p, fast, r) for (g, p, f, fast), r in zip(cases, full) if r["ok"] != fast[0]]
@@ -89,7 +89,10 @@ def test_fast_paths_never_change_a_verdict() -> None:
 
 def test_fast_integer_rejects_long_numbers() -> None:
     assert math_check.fast_verdict("123456789012345", "123456789012346", "auto") is None
-    assert math_check.fast_verdict("12", "012", "auto") == (True, "fast_integer")
+    assert math_check.fast_verdict("12", "012", "auto") == (True, "fast_number")
+    assert math_check.fast_verdict("\\frac{1}{3}", "0.3333333", "auto") is None  # rounding: full check decides
+    assert math_check.fast_verdict("\\frac{1}{3}", "0.34", "auto") == (False, "fast_number")
+    assert math_check.fast_verdict("5", "y = 5", "auto") == (True, "fast_number")
 
 
 def test_truncation_and_generation_errors() -> None:
@@ -134,14 +137,14 @@ def test_pool_kills_a_worker_that_ignores_its_timer() -> None:
 
 def test_grade_off_the_main_thread() -> None:
     box: list = []
-    thread = threading.Thread(target=lambda: box.append(grade("math", "<think>a</think>\\boxed{0.5}", "\\frac{1}{2}")))
+    thread = threading.Thread(target=lambda: box.append(grade("math", "<think>a</think>\\boxed{\\pi/2}", "\\frac{\\pi}{2}")))
     thread.start()
     thread.join(60)
     assert box and box[0].verdict == "correct" and box[0].detail["rule"] == "math_verify"
 
 
 def test_cache_and_duplicates() -> None:
-    gold, pred = "\\frac{3}{7}", "<think>a</think>\\boxed{6/14}"
+    gold, pred = "\\frac{3\\pi}{7}", "<think>a</think>\\boxed{6\\pi/14}"
     rows = [{"domain": "math", "completion": pred, "reference": gold}] * 3
     first = grade_rows(rows, workers=1)
     assert [r["verdict"] for r in first] == ["correct"] * 3

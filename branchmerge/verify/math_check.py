@@ -22,7 +22,6 @@ from functools import lru_cache
 from typing import Any
 
 GOLD_FORMATS = ("auto", "int", "latex")
-_INT = re.compile(r"[+-]?\d{1,9}")  # <= 9 digits: far below math-verify's 15-digit precision
 
 
 class PairTimeout(BaseException):
@@ -46,9 +45,13 @@ _WS = re.compile(r"\s+")
 
 
 def _space(m: re.Match[str]) -> str:
-    before, after = m.string[m.start() - 1 : m.start()], m.string[m.end() : m.end() + 1]
-    keep = "," in (before, after) or (before.isalpha() and after.isalpha())
+    before, after = m.string[m.start() - 1 : m.start()], m.string[m.end() : m.end() + 4]
+    if before == "," and not re.match(r"\d{3}(?!\d)|\\[,;!: ]", after):
+        return ""  # "(1, 6)" is "(1,6)", but "1, 000" (or "1, \\!000") is a list, "1,000" a thousand
+    keep = "," in (before, after[:1]) or (before.isalpha() and after[:1].isalpha())
     return " " if keep else ""
+
+
 _DIGIT_GROUP = re.compile(r"(?<=\d)\\[,;: !](?=\d{3}(?!\d))")
 
 
@@ -66,13 +69,39 @@ def normalise(text: str) -> str:
     return _WS.sub(_space, text.strip())
 
 
+_NUMBER = re.compile(
+    r"(?P<sign>[+-]?)(?:(?P<int>\d{1,9})|(?P<dec>\d{0,9}\.\d{1,9})"
+    r"|\\frac\{(?P<fn>\d{1,9})\}\{(?P<fd>\d{1,9})\}|(?P<sn>\d{1,9})/(?P<sd>\d{1,9}))"
+)
+_ASSIGNED = re.compile(r"[a-zA-Z]=(?P<rest>.+)")
+
+
+def _number(text: str) -> Fraction | None:
+    """The exact value of a plain number: integer, decimal, ``\\frac{a}{b}`` or ``a/b``."""
+    m = _NUMBER.fullmatch(text)
+    if not m:
+        return None
+    if m.group("int") is not None:
+        value = Fraction(int(m.group("int")))
+    elif m.group("dec") is not None:
+        value = Fraction(m.group("dec"))
+    else:
+        num, den = (m.group("fn"), m.group("fd")) if m.group("fn") is not None else (m.group("sn"), m.group("sd"))
+        if int(den) == 0:
+            return None
+        value = Fraction(int(num), int(den))
+    return -value if m.group("sign") == "-" else value
+
+
 def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | None:
     """A verdict the full check would give anyway, or None when the full check must run.
 
     - identical after ``normalise``: both sides then parse to the same objects and the same
       fallback strings, and math-verify compares those fallback strings too, so it says equal;
-    - two small integers: math-verify compares them exactly.
-    ``tests/test_verify_math.py`` checks both rules against the full check on every curated pair.
+    - two plain numbers (integers, decimals, simple fractions; the answer may read ``x = 5``):
+      equal exact values are equal for math-verify too; values more than 0.1% apart are far
+      outside its 6-digit rounding, so it calls them different. Anything in between goes on.
+    ``tests/test_verify_math.py`` checks every rule against the full check on the curated pairs.
     """
     fmt = resolve_format(gold, gold_format)
     g, p = normalise(repair(gold)), normalise(repair(pred))
@@ -80,8 +109,14 @@ def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | N
         return None
     if g == p and fmt == "latex":
         return True, "fast_same_text"
-    if _INT.fullmatch(g) and _INT.fullmatch(p):
-        return int(g) == int(p), "fast_integer"
+    assigned = _ASSIGNED.fullmatch(p)
+    gv, pv = _number(g), _number(assigned.group("rest") if assigned else p)
+    if gv is None or pv is None:
+        return None
+    if gv == pv:
+        return True, "fast_number"
+    if abs(gv - pv) > Fraction(1, 1000) * max(1, abs(gv), abs(pv)):
+        return False, "fast_number"
     return None
 
 

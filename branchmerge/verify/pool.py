@@ -83,11 +83,7 @@ class _Slot:
                 kill = True
         if kill:
             self.proc.kill()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.proc.wait()  # an idle worker exits at once on None; a killed one at once too
         self.send_conn.close()
         self.conn.close()
 
