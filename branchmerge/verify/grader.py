@@ -19,7 +19,7 @@ from typing import Any
 from branchmerge.errors import UserError, choice_error
 from branchmerge.reasoning import THINK_OPEN, split_reasoning
 from branchmerge.records import DOMAINS
-from branchmerge.verify import extract, math_check, science
+from branchmerge.verify import code, extract, math_check, science
 
 
 @dataclass
@@ -37,7 +37,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "float_rounding": 6,  # passed to math-verify
     "numeric_precision": 15,
     "strict": True,
-    "limits": None,  # code: a sandbox Limits
+    "limits": None,  # code: a sandbox Limits (or a dict of its fields)
 }
 _CHECK_OPTIONS = ("float_rounding", "numeric_precision", "strict")
 _CACHE: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -146,11 +146,9 @@ def _prepare_math(segment: str, reference: Any, opts: dict[str, Any], quantities
 
 
 def _prepare_code(segment: str, reference: Any) -> Prepared:
-    if not isinstance(reference, dict) or not isinstance(reference.get("inputs"), list):
-        return Verdict("error", {"extracted": "", "gold": None, "rule": "no_tests"})
-    if not reference["inputs"] or len(reference["inputs"]) != len(reference.get("outputs") or []):
-        # an empty test list would pass anything (reference/evaluation.md §2.5)
-        return Verdict("error", {"extracted": "", "gold": None, "rule": "bad_tests"})
+    problem = code.check_tests(reference)
+    if problem is not None:
+        return Verdict("error", {"extracted": "", "gold": None, "rule": "bad_tests", "error": problem})
     found = extract.code_block(segment)
     detail = {"extracted": found.text, "gold": None, "extract_rule": found.rule}
     if not found.text.strip():
@@ -215,9 +213,11 @@ def _run_math(jobs: list[_MathJob], opts: dict[str, Any], workers: int, progress
 
 
 def _run_code(jobs: list[_CodeJob], opts: dict[str, Any], workers: int) -> list[Verdict]:
-    from branchmerge.verify.code import run_code_jobs
-
-    return run_code_jobs(jobs, opts["limits"], workers)
+    results = code.run_code([(job.code, job.tests) for job in jobs], opts["limits"], workers)
+    return [
+        Verdict(code.verdict_of(r["verdict"]), {**job.detail, "rule": r["verdict"], "sandbox": r})
+        for job, r in zip(jobs, results)
+    ]
 
 
 # ---- public API -------------------------------------------------------------------------------
