@@ -1,0 +1,84 @@
+"""The sandbox's public data types: limits in, results out (``Result.to_dict()`` is the JSON the
+CLI prints, and what curation stores as ``verdict_detail``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+VERDICTS = (
+    "accepted",
+    "wrong_answer",
+    "time_limit",
+    "memory_limit",
+    "runtime_error",
+    "compile_error",
+    "output_limit",
+    "sandbox_error",
+)
+
+# LiveCodeBench's per-test result codes, for leaderboard parity (True = passed).
+LCB_CODES = {
+    "accepted": True,
+    "wrong_answer": -2,
+    "time_limit": -3,
+    "memory_limit": -4,
+    "runtime_error": -4,
+    "compile_error": -4,
+    "output_limit": -4,
+    "sandbox_error": -5,
+}
+
+
+@dataclass
+class Limits:
+    """Per-solution limits and switches. ``tier`` forces an isolation tier (bwrap, unshare,
+    landlock, none) instead of the strongest one the start-up self-test finds."""
+
+    timeout_s: float = 6.0  # per test, wall clock (LiveCodeBench's default)
+    memory_mb: int = 2048  # address space of each test's process
+    all_tests: bool = False  # default: stop at the first failing test
+    output_limit_kb: int = 16384  # stdout + stderr (+ return value) of one test
+    unsafe: bool = False  # allow the 'none' tier (no isolation); only when the user asks
+    tier: str | None = None
+    lcb_prelude: bool = True  # LiveCodeBench's implicit ``from collections import *`` etc.
+    processes: int = 64  # RLIMIT_NPROC of the sandbox's uid
+    file_size_mb: int = 64  # RLIMIT_FSIZE
+    open_files: int = 64  # RLIMIT_NOFILE
+    python: str | None = None  # interpreter used inside the sandbox (default: chosen at start-up)
+
+
+@dataclass
+class TestResult:
+    verdict: str
+    time_s: float
+    index: int = 0
+    cpu_s: float = 0.0
+    memory_kb: int = 0
+    detail: str = ""  # why it failed, one line
+
+
+@dataclass
+class Result:
+    verdict: str
+    tests: list[TestResult]
+    stderr: str
+    tier: str
+    passed: int = 0
+    total: int = 0
+    time_s: float = 0.0
+    python: str = ""
+    layers: dict = field(default_factory=dict)
+    detail: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict == "accepted"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def lcb_codes(self) -> list:
+        """Per executed test, the code LiveCodeBench's runner reports (True, -2, -3, -4, -5)."""
+        if self.verdict in ("compile_error", "sandbox_error") and not self.tests:
+            return [LCB_CODES[self.verdict]]
+        return [LCB_CODES[t.verdict] for t in self.tests]

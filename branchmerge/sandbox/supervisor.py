@@ -1,0 +1,304 @@
+"""The trusted side: start one sandboxed harness per solution, feed it the tests one by one,
+compare what comes back with the expected outputs, and tear everything down.
+
+Verdicts come from the comparison, never from the solution's exit code; a test that the harness
+does not answer in time is a time-out; a harness that cannot start is a ``sandbox_error``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+
+from branchmerge.errors import UserError, choice_error
+from branchmerge.sandbox.cases import Case, Suite, parse_tests
+from branchmerge.sandbox.compare import compare_call, compare_stdio
+from branchmerge.sandbox.results import Limits, Result, TestResult
+from branchmerge.sandbox.tiers import SAFE_TIERS, TIERS, Interpreter, Slot, interpreter, kill_uid, launch
+
+HARNESS = (Path(__file__).with_name("harness.py")).read_text()
+STARTUP_S = 20.0  # the harness must be up and the code compiled within this
+SLACK_S = 10.0  # beyond the per-test limit before the supervisor gives up on the harness
+EXCERPT = 2000
+
+
+class _Channel:
+    """Length-prefixed JSON over the harness's stdin/stdout, with deadlines and a size cap."""
+
+    def __init__(self, proc: subprocess.Popen, cap: int) -> None:
+        self.proc, self.cap = proc, cap
+        self.fd = proc.stdout.fileno()
+        self.buf = b""
+
+    def send(self, message: dict) -> bool:
+        body = json.dumps(message).encode()
+        try:
+            self.proc.stdin.write(struct.pack(">I", len(body)) + body)
+            self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def _fill(self, n: int, deadline: float) -> bool | None:
+        """True when n bytes are buffered; False on EOF; None at the deadline."""
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                return None
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def recv(self, deadline: float) -> dict | str:
+        """The message, or 'eof' / 'timeout' / 'oversized'."""
+        got = self._fill(4, deadline)
+        if not got:
+            return "eof" if got is False else "timeout"
+        size = struct.unpack(">I", self.buf[:4])[0]
+        if size > self.cap:
+            return "oversized"
+        got = self._fill(4 + size, deadline)
+        if not got:
+            return "eof" if got is False else "timeout"
+        body, self.buf = self.buf[4 : 4 + size], self.buf[4 + size :]
+        return json.loads(body)
+
+
+def _verdict(case: Case, mode: str, reply: dict) -> tuple[str, str]:
+    status = reply["status"]
+    if status != "ok":
+        return status, {
+            "time_limit": "time limit exceeded",
+            "memory_limit": "memory limit exceeded",
+            "output_limit": "output limit exceeded",
+        }.get(status, f"exit status {reply.get('exit')}")
+    if mode == "stdio":
+        ok, why = compare_stdio(reply["stdout"], case.expected)
+        return ("accepted" if ok else "wrong_answer"), why
+    try:
+        envelope = json.loads(reply.get("result") or "null")
+    except ValueError:
+        envelope = None
+    if not isinstance(envelope, dict):
+        return "runtime_error", "the function returned nothing (the program exited first?)"
+    if "ok" not in envelope:
+        return "wrong_answer", str(envelope.get("error", "bad result"))[:200]
+    ok, why = compare_call(envelope["ok"], case.expected, case.apps_style)
+    return ("accepted" if ok else "wrong_answer"), why
+
+
+class _Session:
+    """One harness process for one solution in one tier."""
+
+    def __init__(self, tier: str, py: Interpreter, uid: int | None, limits: Limits) -> None:
+        self.tier, self.uid, self.limits = tier, uid, limits
+        self.plan = launch(tier, py, uid, limits)
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            self.plan.argv + [HARNESS],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            cwd=self.plan.cwd,
+            env={} if tier == "bwrap" else _env(),
+            start_new_session=True,
+            close_fds=True,
+            **self.plan.popen,
+        )
+        cap = 6 * int(limits.output_limit_kb) * 1024 + (1 << 20)
+        self.channel = _Channel(self.proc, cap)
+
+    def harness_log(self) -> str:
+        self.log.seek(0)
+        return self.log.read()[-EXCERPT:].decode("utf-8", "replace")
+
+    def close(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.proc.wait()
+        if self.uid is not None:
+            kill_uid(self.uid)  # a daemon that left the session and (without a pid namespace) survived
+        if self.plan.scratch:
+            shutil.rmtree(self.plan.scratch, ignore_errors=True)
+        self.log.close()
+
+
+def _env() -> dict:
+    from branchmerge.sandbox.tiers import ENV
+
+    return dict(ENV)
+
+
+def _execute(code: str, suite: Suite, limits: Limits, tier: str, py: Interpreter, uid: int | None) -> Result:
+    started = time.monotonic()
+    result = Result("sandbox_error", [], "", tier, total=len(suite.cases), python=py.version)
+    try:
+        session = _Session(tier, py, uid, limits)
+    except OSError as exc:
+        result.detail = f"could not start the {tier} sandbox: {exc}"
+        return result
+    try:
+        job = {
+            "code": code,
+            "mode": suite.mode,
+            "fn_name": suite.fn_name,
+            "timeout_s": float(limits.timeout_s),
+            "memory_mb": int(limits.memory_mb),
+            "output_limit": int(limits.output_limit_kb) * 1024,
+            "confine": session.plan.confine,
+            "site": list(py.site),
+            "prelude": py.exports if limits.lcb_prelude else None,
+        }
+        ready = session.channel.recv(time.monotonic() + STARTUP_S) if session.channel.send(job) else "eof"
+        if not isinstance(ready, dict):
+            result.detail = f"the harness did not start ({ready})"
+            result.stderr = session.harness_log()
+            return result
+        result.layers = ready["layers"]
+        if ready["compile_error"]:
+            result.verdict, result.stderr = "compile_error", ready["compile_error"]
+            result.detail = ready["compile_error"].strip().splitlines()[-1][:200]
+            return result
+        _run_cases(session, suite, limits, result)
+        return result
+    finally:
+        session.close()
+        result.time_s = round(time.monotonic() - started, 4)
+
+
+def _run_cases(session: _Session, suite: Suite, limits: Limits, result: Result) -> None:
+    last_stderr = ""
+    for index, case in enumerate(suite.cases):
+        sent = session.channel.send(case.send)
+        reply = session.channel.recv(time.monotonic() + float(limits.timeout_s) + SLACK_S) if sent else "eof"
+        if isinstance(reply, dict):
+            verdict, why = _verdict(case, suite.mode, reply)
+            test = TestResult(verdict, reply["time_s"], index, reply["cpu_s"], reply["rss_kb"], why)
+            last_stderr = reply["stderr"]
+        elif reply == "timeout":
+            test = TestResult("time_limit", float(limits.timeout_s), index, detail="the harness stopped answering")
+        elif reply == "oversized":
+            test = TestResult("output_limit", 0.0, index, detail="the harness reply was too large")
+        else:
+            log = session.harness_log()
+            infra = "Traceback" in log or "bwrap:" in log
+            test = TestResult(
+                "sandbox_error" if infra else "runtime_error",
+                0.0,
+                index,
+                detail="the harness failed" if infra else "the harness was killed (by the solution?)",
+            )
+            last_stderr = log if infra else last_stderr
+        result.tests.append(test)
+        if test.verdict == "accepted":
+            result.passed += 1
+        elif result.verdict == "sandbox_error" and not result.detail:
+            result.verdict, result.detail, result.stderr = test.verdict, test.detail, last_stderr[-EXCERPT:]
+        if test.verdict != "accepted" and (not limits.all_tests or not isinstance(reply, dict)):
+            break
+    if result.passed == len(suite.cases):
+        result.verdict, result.stderr = "accepted", last_stderr[-EXCERPT:]
+
+
+# ---------------------------------------------------------------- tier selection
+
+
+@cache
+def probe(tier: str, python: str | None = None) -> tuple[bool, str, dict]:
+    """Start-up self-test: run a real program through the tier. (works, why not, layers)."""
+    py = interpreter(python)
+    if py is None:
+        return False, "no usable python3 for the sandbox (install python3 system-wide)", {}
+    if tier in ("bwrap", "unshare") and shutil.which(tier) is None:
+        return False, f"{tier} is not installed", {}
+    suite = parse_tests({"inputs": ["2 3\n"], "outputs": ["5\n"]})
+    with Slot() as slot:
+        res = _execute("a, b = map(int, input().split())\nprint(a + b)\n", suite, Limits(timeout_s=10), tier, py, slot.uid)
+    if res.verdict != "accepted":
+        return False, (res.detail + " " + res.stderr.strip()).strip()[:300], res.layers
+    if tier != "none" and not (res.layers.get("landlock_abi") or tier in ("bwrap", "unshare")):
+        return False, "Landlock is not available in this kernel", res.layers
+    return True, "", res.layers
+
+
+def select_tier(limits: Limits) -> str:
+    """The forced tier if it works, else the strongest working safe tier; 'none' only if unsafe."""
+    if limits.tier is not None:
+        if limits.tier not in TIERS:
+            raise choice_error("sandbox tier", limits.tier, TIERS)
+        if limits.tier == "none" and not limits.unsafe:
+            raise UserError("the 'none' tier runs untrusted code with no isolation; pass --unsafe to allow it")
+        ok, why, _ = probe(limits.tier, limits.python)
+        if not ok:
+            raise UserError(f"sandbox tier {limits.tier!r} does not work here: {why}", exit_code=3)
+        return limits.tier
+    reasons = []
+    for tier in SAFE_TIERS:
+        ok, why, _ = probe(tier, limits.python)
+        if ok:
+            return tier
+        reasons.append(f"{tier}: {why}")
+    if limits.unsafe and probe("none", limits.python)[0]:
+        return "none"
+    raise UserError(
+        "no isolation tier works on this machine (" + "; ".join(reasons) + "). Install bubblewrap "
+        "(apt-get install bubblewrap) or pass --unsafe to run without isolation.",
+        exit_code=3,
+    )
+
+
+# ---------------------------------------------------------------- public API
+
+
+def run(code: str, tests: dict, limits: Limits | None = None, language: str = "python") -> Result:
+    """Run one solution against its tests in the strongest available sandbox."""
+    limits = limits or Limits()
+    if language != "python":
+        raise choice_error("language", language, ["python"])
+    suite = parse_tests(tests)
+    tier = select_tier(limits)
+    py = interpreter(limits.python)
+    with Slot() as slot:
+        return _execute(code, suite, limits, tier, py, slot.uid)
+
+
+def run_many(
+    jobs: Sequence[tuple[str, dict]], limits: Limits | None = None, workers: int | None = None
+) -> list[Result]:
+    """Run (code, tests) pairs on a pool of ``workers`` sandboxes (default: one per core); the
+    results come back in the order of ``jobs``."""
+    limits = limits or Limits()
+    suites = [parse_tests(tests) for _, tests in jobs]
+    tier = select_tier(limits)
+    py = interpreter(limits.python)
+
+    def one(i: int) -> Result:
+        with Slot() as slot:
+            return _execute(jobs[i][0], suites[i], limits, tier, py, slot.uid)
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        return list(pool.map(one, range(len(jobs))))
