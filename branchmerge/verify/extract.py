@@ -136,7 +136,8 @@ def choice_letter(segment: str, letters: str, mode: str, options: dict[str, str]
     """The chosen option letter.
 
     strict: a boxed letter, else the last ``Answer: X``, else the last "final answer is X".
-    lenient: strict first; then a box holding an option's text; then the last standalone letter.
+    lenient: strict first; then the last "answer is X"; then a box holding an option's text; then
+    the last standalone letter.
     """
     L = _letter_class(letters)
     for box in reversed(find_boxes(segment)):
@@ -154,6 +155,9 @@ def choice_letter(segment: str, letters: str, mode: str, options: dict[str, str]
             return Extraction(found[-1], name)
     if mode == "strict":
         return Extraction("", "none")
+    found = re.findall(rf"answer\s+is\s*:?\s*\**\s*\$?\s*(?:\\text(?:bf)?\{{)?\(?({L})\b", segment, flags=re.IGNORECASE)
+    if found:
+        return Extraction(found[-1], "answer_is")
     if options:
         boxes = find_boxes(segment)
         if boxes:

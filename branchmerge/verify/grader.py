@@ -134,11 +134,14 @@ def _prepare_math(segment: str, reference: Any, opts: dict[str, Any], quantities
     if not found.text:
         return Verdict("unparsed", {**detail, "rule": "no_answer"})
     pred, fmt = found.text, opts["gold_format"]
-    if quantities and (gold_q := science.split_quantity(gold)):
-        # "3.2 m/s": compare the numbers; units are recorded, since their spellings vary too much
-        pred_q = science.split_quantity(pred)
-        gold, pred = gold_q[0], pred_q[0] if pred_q else pred
-        detail.update(unit_gold=science.unit_key(gold_q[1]), unit_pred=science.unit_key(pred_q[1]) if pred_q else "")
+    gold_q, pred_q = (science.split_quantity(gold), science.split_quantity(pred)) if quantities else (None, None)
+    if gold_q or pred_q:
+        # "3.2 m/s": compare the numbers when the units agree or only one side has one; two
+        # different units ("2mg" vs "2mgh" reads as 2 with units too) go to the full check whole
+        units = (science.unit_key(gold_q[1]) if gold_q else "", science.unit_key(pred_q[1]) if pred_q else "")
+        detail.update(unit_gold=units[0], unit_pred=units[1])
+        if not all(units) or units[0] == units[1]:
+            gold, pred = gold_q[0] if gold_q else gold, pred_q[0] if pred_q else pred
     fast = math_check.fast_verdict(gold, pred, fmt)
     if fast is not None:
         return Verdict("correct" if fast[0] else "incorrect", {**detail, "rule": fast[1]})

@@ -91,15 +91,19 @@ _NUMBER = (
     r"(?:\s*(?:\\times|\\cdot|×)\s*10\s*\^\s*\{?\s*[+-]?\d+\s*\}?|\s*[eE]\s*[+-]?\d+)?"
 )
 _QUANTITY = re.compile(rf"\s*(?P<num>{_NUMBER})\s*(?P<unit>.*?)\s*")
-_UNIT = re.compile(r"(?:\\(?:text|mathrm|rm|,|;|\s)|[A-Za-zµμΩ°%/^{}\-\s()·*.\\]|\d)*")
+_UNIT = re.compile(r"(?:\\(?:text|mathrm|rm|mu|Omega|circ|AA|cdot|,|;|\s|%)(?![A-Za-z])|[A-Za-zµμΩ°%/^{}\-\s()·*.]|\d)*")
 
 
 def split_quantity(text: str) -> tuple[str, str] | None:
-    """(number as LaTeX, unit text) when ``text`` is a number followed by a unit, else None."""
+    """(number as LaTeX, unit text; "" when none) when ``text`` is a number with an optional unit.
+
+    ``6.02e23`` becomes ``6.02\\times 10^{23}`` (LaTeX would read ``e`` as Euler's number).
+    """
     m = _QUANTITY.fullmatch(text)
-    if not m or not m.group("unit") or not re.search(r"[A-Za-zµμΩ°%]", m.group("unit")):
+    if not m:
         return None
-    if not _UNIT.fullmatch(m.group("unit")):
+    unit = m.group("unit")
+    if unit and (not re.search(r"[A-Za-zµμΩ°%]", unit) or not _UNIT.fullmatch(unit)):
         return None
     number = re.sub(r"\s*[eE]\s*([+-]?\d+)$", r"\\times 10^{\1}", m.group("num").strip())
     return number, m.group("unit").strip()
