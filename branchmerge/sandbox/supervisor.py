@@ -25,7 +25,7 @@ from branchmerge.errors import UserError, choice_error
 from branchmerge.sandbox.cases import Case, Suite, parse_tests
 from branchmerge.sandbox.compare import compare_call, compare_stdio
 from branchmerge.sandbox.results import Limits, Result, TestResult
-from branchmerge.sandbox.tiers import SAFE_TIERS, TIERS, Interpreter, Slot, interpreter, kill_uid, launch
+from branchmerge.sandbox.tiers import NAMESPACES, SAFE_TIERS, TIERS, Interpreter, Slot, interpreter, kill_uid, launch
 
 HARNESS = (Path(__file__).with_name("harness.py")).read_text()
 STARTUP_S = 20.0  # the harness must be up and the code compiled within this
@@ -302,3 +302,23 @@ def run_many(
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         return list(pool.map(one, range(len(jobs))))
+
+
+def doctor_report() -> dict:
+    """Every tier's self-test, the tier ``run`` would pick, and what runs inside."""
+    from branchmerge.sandbox.tiers import SLOT_UIDS
+
+    py = interpreter(None)
+    rows = []
+    for tier in TIERS:
+        ok, why, layers = probe(tier)
+        layers = {"namespaces": ",".join(NAMESPACES[tier]) or "none", **layers} if ok else layers
+        rows.append({"tier": tier, "works": ok, "why_not": why, "layers": layers, "safe": tier in SAFE_TIERS})
+    selected = next((r["tier"] for r in rows if r["works"] and r["safe"]), None)
+    uid = f"dedicated per sandbox ({SLOT_UIDS.start}-{SLOT_UIDS.stop - 1})" if os.geteuid() == 0 else "the caller's"
+    return {
+        "tiers": rows,
+        "selected": selected,
+        "python": f"{py.path} {py.version}" if py else None,
+        "uid": uid,
+    }

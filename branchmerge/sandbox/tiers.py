@@ -27,6 +27,12 @@ from pathlib import Path
 
 TIERS = ("bwrap", "unshare", "landlock", "none")
 SAFE_TIERS = TIERS[:-1]
+NAMESPACES = {
+    "bwrap": ("user", "pid", "net", "ipc", "uts", "mount", "cgroup"),
+    "unshare": ("user", "pid", "net", "ipc", "uts", "mount"),
+    "landlock": (),
+    "none": (),
+}
 SLOT_UIDS = range(20000, 20000 + 4096)
 SLOT_LOCKS = Path("/tmp/branchmerge-sandbox-slots")
 _SYSTEM_READ = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/etc", "/dev/urandom", "/dev/zero"]
