@@ -25,7 +25,17 @@ from branchmerge.errors import UserError, choice_error
 from branchmerge.sandbox.cases import Case, Suite, parse_tests
 from branchmerge.sandbox.compare import compare_call, compare_stdio
 from branchmerge.sandbox.results import Limits, Result, TestResult
-from branchmerge.sandbox.tiers import NAMESPACES, SAFE_TIERS, TIERS, Interpreter, Slot, interpreter, kill_uid, launch
+from branchmerge.sandbox.tiers import (
+    NAMESPACES,
+    SAFE_TIERS,
+    TIERS,
+    Interpreter,
+    Slot,
+    adopt_orphans,
+    interpreter,
+    kill_uid,
+    launch,
+)
 
 HARNESS = (Path(__file__).with_name("harness.py")).read_text()
 STARTUP_S = 20.0  # the harness must be up and the code compiled within this
@@ -105,6 +115,8 @@ class _Session:
 
     def __init__(self, tier: str, py: Interpreter, uid: int | None, limits: Limits) -> None:
         self.tier, self.uid, self.limits = tier, uid, limits
+        if uid is not None:
+            _adopt_orphans_once()
         self.plan = launch(tier, py, uid, limits)
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
@@ -145,6 +157,11 @@ class _Session:
         if self.plan.scratch:
             shutil.rmtree(self.plan.scratch, ignore_errors=True)
         self.log.close()
+
+
+@cache
+def _adopt_orphans_once() -> None:
+    adopt_orphans()
 
 
 def _env() -> dict:

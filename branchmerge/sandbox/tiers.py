@@ -144,8 +144,9 @@ class Slot:
             os.close(self._fd)
 
 
-def _live_pids(uid: int) -> list[int]:
-    pids = []
+def _processes(uid: int) -> list[tuple[int, bytes, int]]:
+    """(pid, state, parent pid) of every process of ``uid``."""
+    found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -153,16 +154,29 @@ def _live_pids(uid: int) -> list[int]:
             if entry.stat().st_uid != uid:
                 continue
             with open(f"/proc/{entry.name}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
+                fields = f.read().rsplit(b")", 1)[1].split()
+            found.append((int(entry.name), fields[0], int(fields[1])))
+        except (OSError, IndexError, ValueError):
             continue
-        if state not in (b"Z", b"X"):
-            pids.append(int(entry.name))
-    return pids
+    return found
+
+
+def _live_pids(uid: int) -> list[int]:
+    return [pid for pid, state, _ in _processes(uid) if state not in (b"Z", b"X")]
+
+
+def adopt_orphans() -> None:
+    """Make this process the reaper of the sandboxes' orphans (PR_SET_CHILD_SUBREAPER), so that
+    killed sandbox processes do not linger as zombies under a PID 1 that never reaps (a bare
+    container), where they would keep counting against the next sandbox's RLIMIT_NPROC."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
 
 
 def kill_uid(uid: int) -> int:
-    """SIGKILL every live process of ``uid`` (a fork bomb may still be forking: repeat until none)."""
+    """SIGKILL every live process of ``uid`` (a fork bomb may still be forking: repeat until none),
+    then reap those that were orphaned to us."""
     killed = 0
     for _ in range(50):
         pids = _live_pids(uid)
@@ -173,6 +187,13 @@ def kill_uid(uid: int) -> int:
                 os.kill(pid, 9)
                 killed += 1
             except OSError:
+                pass
+    me = os.getpid()
+    for pid, state, parent in _processes(uid):
+        if parent == me and state == b"Z":
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
                 pass
     return killed
 

@@ -1,0 +1,83 @@
+"""``branchmerge sandbox run`` / ``doctor``: exit codes, output shapes, tier selection."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from branchmerge.cli import app, main
+from branchmerge.sandbox import supervisor
+from tests.sandbox_helpers import cli_run
+
+AB = {"inputs": ["2 3\n"], "outputs": ["5\n"]}
+
+
+def test_verdicts_exit_zero_and_json_shape(tmp_path):
+    rc, result = cli_run(tmp_path, "print(6)\n", AB, "--timeout-s", "2", "--memory-mb", "512")
+    assert rc == 0 and result["verdict"] == "wrong_answer"
+    assert set(result) >= {"verdict", "tests", "stderr", "tier", "passed", "total", "time_s", "layers"}
+    assert result["tests"][0]["verdict"] == "wrong_answer" and result["tests"][0]["time_s"] >= 0
+
+
+def test_several_solutions_human_and_json(tmp_path):
+    (tmp_path / "t.json").write_text(json.dumps(AB))
+    (tmp_path / "a.py").write_text("a, b = map(int, input().split())\nprint(a + b)\n")
+    (tmp_path / "b.py").write_text("print(1 / 0)\n")
+    args = ["sandbox", "run", str(tmp_path / "a.py"), str(tmp_path / "b.py"), "--tests", str(tmp_path / "t.json")]
+    res = CliRunner().invoke(app, [*args, "--json", "--workers", "2"])
+    assert res.exit_code == 0
+    assert [json.loads(line)["verdict"] for line in res.stdout.splitlines()] == ["accepted", "runtime_error"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0 and "accepted" in res.stdout and "ZeroDivisionError" in res.stdout
+
+
+def main_exit(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """The real entry point (it turns UserError into its exit code): (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["branchmerge", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    return exc.value.code, capsys.readouterr().err
+
+
+def test_bad_arguments_exit_two(tmp_path, monkeypatch, capsys):
+    sol = tmp_path / "s.py"
+    sol.write_text("print(5)\n")
+    rc, msg = main_exit(monkeypatch, capsys, "sandbox", "run", str(sol), "--tests", str(tmp_path / "missing.json"))
+    assert rc == 2 and "cannot read tests" in msg
+    (tmp_path / "bad.json").write_text(json.dumps({"inputs": ["1"], "outputs": []}))
+    rc, msg = main_exit(monkeypatch, capsys, "sandbox", "run", str(sol), "--tests", str(tmp_path / "bad.json"))
+    assert rc == 2 and "must pair up" in msg
+    (tmp_path / "t.json").write_text(json.dumps(AB))
+    for extra in (["--tier", "none"], ["--tier", "chroot"], ["--timeout-s", "0"], ["--language", "cobol"]):
+        rc, msg = main_exit(monkeypatch, capsys, "sandbox", "run", str(sol), "--tests", str(tmp_path / "t.json"), *extra)
+        assert rc == 2, (extra, msg)
+        if extra == ["--tier", "none"]:
+            assert "--unsafe" in msg
+
+
+def test_unsafe_tier_only_when_asked(tmp_path):
+    rc, result = cli_run(tmp_path, "print(5)\n", AB, "--tier", "none", "--unsafe")
+    assert rc == 0 and result["tier"] == "none" and result["verdict"] == "accepted"
+    assert result["layers"]["seccomp"] is False and result["layers"]["landlock_abi"] == 0
+
+
+def test_sandbox_failure_exits_three(tmp_path, monkeypatch):
+    monkeypatch.setattr(supervisor, "HARNESS", "raise SystemExit('harness broken')")
+    rc, result = cli_run(tmp_path, "print(5)\n", AB)
+    assert rc == 3 and result["verdict"] == "sandbox_error"
+    assert "did not start" in result["detail"] and "harness broken" in result["stderr"]
+
+
+def test_doctor_reports_the_tiers():
+    res = CliRunner().invoke(app, ["sandbox", "doctor", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert [t["tier"] for t in report["tiers"]] == ["bwrap", "unshare", "landlock", "none"]
+    assert report["selected"] in ("bwrap", "unshare", "landlock")
+    chosen = next(t for t in report["tiers"] if t["tier"] == report["selected"])
+    assert chosen["works"] and chosen["layers"]["seccomp"]
+    human = CliRunner().invoke(app, ["sandbox", "doctor"])
+    assert human.exit_code == 0 and "untrusted code runs in" in human.stdout
