@@ -299,3 +299,19 @@ def test_shard_writer_round_trip(tmp_path: Path) -> None:
     assert torch.equal(model.get("t3"), tensors["t3"])
     with pytest.raises(RuntimeError, match="past the end"):
         ShardWriter(tmp_path / ".", plan, 10**9).write("ids", torch.arange(8))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_order_statistics_match_sort(dtype: torch.dtype) -> None:
+    from branchmerge.merge.methods import order_statistics
+
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 2, 12, 1001, 50_000):
+        x = (torch.randn(n, generator=g) * 1e-3).to(dtype)
+        x[::5] = 0  # many ties
+        pos = (torch.tensor([0.25, 0.5, 0.75]) * (n - 1)).long()
+        expected = torch.sort(x).values[pos]
+        got = order_statistics(x, pos)
+        assert got.dtype == dtype and torch.equal(got, expected)
+    x = torch.tensor([1.0, float("nan"), -2.0, 3.0], dtype=dtype)
+    assert torch.equal(order_statistics(x, torch.tensor([0, 2])), torch.tensor([-2.0, 3.0], dtype=dtype))

@@ -99,11 +99,11 @@ def linear(ts: list[torch.Tensor], base: int | None, shared: dict, per: list[dic
     """Weighted average, accumulated in float32 (float64 for float64 inputs) like mergekit 0.1.5."""
     first = ts[0]
     acc = _accum_dtype(first)
-    weights = torch.tensor([[p["weight"] for p in per]], dtype=acc)
+    weights = torch.tensor([[p["weight"] for p in per]], dtype=acc, device=first.device)
     shape = (1,) * first.dim()
     coefs = [c.reshape(shape) for c in weights.unbind(1)]
     denom = weights.sum(dim=1).reshape(shape) if shared["normalize"] else None
-    out = torch.empty(first.shape, dtype=ctx.out_dtype or first.dtype)
+    out = torch.empty(first.shape, dtype=ctx.out_dtype or first.dtype, device=first.device)
     for rows in row_blocks(first):
         block = torch.zeros_like(first[rows], dtype=acc)
         for t, c in zip(ts, coefs, strict=True):
@@ -141,7 +141,7 @@ def slerp(ts: list[torch.Tensor], base: int | None, shared: dict, per: list[dict
     dtype = _accum_dtype(v0)
     a = v0.reshape(1, -1)
     b = v1.reshape(1, -1)
-    t = torch.tensor([shared["t"]], dtype=torch.float32).reshape(-1, 1).to(dtype)
+    t = torch.tensor([shared["t"]], dtype=torch.float32, device=v0.device).reshape(-1, 1).to(dtype)
     if not a.shape[1]:
         return ctx.cast(((1 - t) * a + t * b).reshape(v0.shape).to(v0.dtype))
     chunks = [slice(s, s + BLOCK_ELEMENTS) for s in range(0, a.shape[1], BLOCK_ELEMENTS)]
@@ -163,7 +163,7 @@ def slerp(ts: list[torch.Tensor], base: int | None, shared: dict, per: list[dict
     coef_b = torch.where(lin, t, torch.sin(t * theta) / sin_theta)
     ctx.stats["linear_fallback"] = bool(lin.item())
     result = torch.empty_like(a)
-    out = torch.empty(a.shape, dtype=ctx.out_dtype or v0.dtype) if ctx.out_dtype not in (None, v0.dtype) else result
+    out = torch.empty(a.shape, dtype=ctx.out_dtype or v0.dtype, device=a.device) if ctx.out_dtype not in (None, v0.dtype) else result
     for c in chunks:
         result[:, c] = coef_a * a[:, c].to(dtype) + coef_b * b[:, c].to(dtype)
         if out is not result:
@@ -260,7 +260,7 @@ def _task_arithmetic_kernel(sparsify: Callable | None, consensus: bool) -> Kerne
                 delta = sparsify(delta, per[i]["density"], shared["rescale"], ctx)
             deltas[row] = delta
             del delta
-        weights = torch.tensor([per[i]["weight"] for i in others], dtype=deltas.dtype)
+        weights = torch.tensor([per[i]["weight"] for i in others], dtype=deltas.dtype, device=deltas.device)
         while weights.dim() < deltas.dim():
             weights.unsqueeze_(-1)
         deltas.mul_(weights)
@@ -319,10 +319,33 @@ def fusion_threshold(importance: torch.Tensor, factor: float, gen: torch.Generat
     flat = importance.reshape(-1)
     if flat.numel() > FUSION_SAMPLE:
         flat = flat[torch.randint(flat.numel(), (FUSION_SAMPLE,), device=flat.device, generator=gen)]
-    s, _ = torch.sort(flat)
-    idx = (torch.tensor(_QUANTILES).to(s.device) * (s.numel() - 1)).long()
-    q1, med, q3 = s[idx]
+    idx = (torch.tensor(_QUANTILES) * (flat.numel() - 1)).long()
+    q1, med, q3 = order_statistics(flat, idx)
     return med + factor * (q3 - q1)
+
+
+def order_statistics(flat: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``sort(flat)[positions]`` without the full sort.
+
+    Values at given sorted positions do not depend on how ties are ordered, so any selection
+    method gives the same bits. 16-bit floats: a histogram of their 65536 bit patterns mapped
+    to an order-preserving key; other CPU dtypes: numpy's O(n) partition. NaNs (sorted last by
+    torch) and accelerators take the plain sort.
+    """
+    if flat.device.type != "cpu" or bool(torch.isnan(flat).any()):
+        return torch.sort(flat).values[positions.to(flat.device)]
+    if flat.element_size() == 2:
+        bits = flat.view(torch.int16).to(torch.int32) & 0xFFFF
+        key = torch.where(bits >= 0x8000, 0xFFFF - bits, bits + 0x8000)  # negative floats reversed
+        cum = torch.cumsum(torch.bincount(key, minlength=1 << 16), 0)
+        k = torch.searchsorted(cum, positions, right=True)
+        out = torch.where(k >= 0x8000, k - 0x8000, 0xFFFF - k)
+        return torch.where(out >= 0x8000, out - 0x10000, out).to(torch.int16).view(flat.dtype)
+    import numpy as np
+
+    pos = positions.tolist()
+    part = np.partition(flat.numpy(), pos)
+    return torch.from_numpy(part[pos].copy())
 
 
 def _fusion_importance(left: torch.Tensor, right: torch.Tensor, variant: str) -> torch.Tensor:
@@ -357,7 +380,7 @@ def arcee_fusion(ts: list[torch.Tensor], base: int | None, shared: dict, per: li
     else:
         thr = fusion_threshold(imp, shared["iqr_factor"], None)
     out_dtype = ctx.out_dtype or torch.promote_types(left.dtype, torch.float32)
-    out = torch.empty(left.shape, dtype=out_dtype)
+    out = torch.empty(left.shape, dtype=out_dtype, device=left.device)
     taken = 0
     for rows in row_blocks(left):
         sel = imp[rows] > thr if variant == "paper" else imp[rows] >= thr
