@@ -1,8 +1,8 @@
 """Exact and near-duplicate removal of problems.
 
 Exact: the same normalized text (lower-case words). Near: MinHash over word 5-gram shingles with
-banded LSH, implemented here with numpy: ``perms`` universal hash functions
-``(a*x + b) mod (2**61 - 1)`` over 32-bit shingle hashes give the signature; documents that agree
+banded LSH, implemented here with numpy: ``perms`` multiply-shift hash functions
+``((a*x + b) mod 2**64) >> 32`` (random odd ``a``) over 32-bit shingle hashes give the signature; documents that agree
 on every row of at least one band are candidates, and a candidate counts as a duplicate only when
 its estimated Jaccard similarity (the share of equal signature values) with an earlier document
 is at least the threshold. The earliest document of every group is kept, so the result does not
@@ -18,7 +18,7 @@ import numpy as np
 
 from branchmerge.curate.textsig import WordIds, ngram_hashes, normalized
 
-_PRIME = np.uint64((1 << 61) - 1)
+_SHIFT = np.uint64(32)
 _CHUNK = 1 << 16  # shingles per vectorised block: perms x chunk uint64 values in memory
 
 
@@ -41,16 +41,16 @@ class MinHasher:
         rng = np.random.default_rng(seed)
         self.perms = perms
         self.shingle_words = shingle_words
-        self.a = rng.integers(1, 1 << 32, size=perms, dtype=np.uint64)
-        self.b = rng.integers(0, 1 << 32, size=perms, dtype=np.uint64)
+        self.a = rng.integers(0, np.iinfo(np.uint64).max, size=perms, dtype=np.uint64, endpoint=True) | np.uint64(1)
+        self.b = rng.integers(0, np.iinfo(np.uint64).max, size=perms, dtype=np.uint64, endpoint=True)
         self.words = WordIds()
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), perms)`` uint32 MinHash signatures."""
         shingles = []
-        for text in texts:
+        for text in texts:  # fold to 32-bit keys: multiply-add-shift is 2-universal for keys of half the word
             h = ngram_hashes(self.words(text), self.shingle_words)
-            shingles.append((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF))
+            shingles.append((h ^ (h >> _SHIFT)) & np.uint64(0xFFFFFFFF))
         out = np.empty((len(texts), self.perms), dtype=np.uint32)
         start = 0
         while start < len(texts):  # blocks of whole documents of about _CHUNK shingles
@@ -61,7 +61,7 @@ class MinHasher:
             block = np.concatenate(shingles[start:stop])
             offsets = np.cumsum([0] + [len(s) for s in shingles[start:stop - 1]])
             with np.errstate(over="ignore"):
-                values = (self.a[:, None] * block[None, :] + self.b[:, None]) % _PRIME
+                values = (self.a[:, None] * block[None, :] + self.b[:, None]) >> _SHIFT
             out[start:stop] = np.minimum.reduceat(values, offsets, axis=1).T.astype(np.uint32)
             start = stop
         return out
