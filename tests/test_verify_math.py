@@ -118,7 +118,7 @@ def test_timeout_in_worker_is_incorrect_and_flagged() -> None:
             {"domain": "math", "completion": "<think>a</think>\\boxed{\\frac{2}{4}}", "reference": "\\frac12"},
             {"domain": "math", "completion": "<think>a</think>\\boxed{x+x}", "reference": "2x"}]
     start = time.monotonic()
-    out = grade_rows(rows, workers=2, timeout=1)
+    out = grade_rows(rows, workers=2, timeout=2)
     assert time.monotonic() - start < 20
     assert out[0]["verdict"] == "incorrect" and out[0]["verdict_detail"]["rule"] == "timeout"
     assert out[0]["verdict_detail"]["timeout"] is True
@@ -160,3 +160,34 @@ def test_order_kept_and_rows_copied() -> None:
     assert [r["id"] for r in out] == list(range(12))
     assert all(r["verdict"] == "correct" for r in out)
     assert "verdict" not in rows[0]
+
+
+def test_workers_are_kept_for_the_next_batch() -> None:
+    from branchmerge.verify import grader
+
+    def batch(tag: str) -> list[dict]:
+        rows = [{"domain": "math", "completion": f"<think>a</think>\\boxed{{{tag}+x}}", "reference": f"x+{tag}{k}"}
+                for k in range(3)]
+        return grade_rows(rows, workers=2, timeout=4)
+
+    batch("7")
+    pids = {s.proc.pid for s in grader._POOLS[(2, 4)].slots}
+    out = batch("9")
+    assert [r["verdict"] for r in out] == ["incorrect"] * 3
+    assert {s.proc.pid for s in grader._POOLS[(2, 4)].slots} == pids
+
+
+def test_concurrent_threads_share_or_spare_the_pool() -> None:
+    results: dict[int, list[str]] = {}
+
+    def work(n: int) -> None:
+        rows = [{"domain": "math", "completion": f"<think>a</think>\\boxed{{{n}\\pi/{k}}}",
+                 "reference": f"\\frac{{{n}\\pi}}{{{k}}}"} for k in range(1, 5)]
+        results[n] = [r["verdict"] for r in grade_rows(rows, workers=2)]
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in (3, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results == {3: ["correct"] * 4, 5: ["correct"] * 4}

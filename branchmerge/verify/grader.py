@@ -10,6 +10,7 @@ code through the sandbox.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Callable
@@ -42,6 +43,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
 _CHECK_OPTIONS = ("float_rounding", "numeric_precision", "strict")
 _CACHE: dict[tuple[Any, ...], dict[str, Any]] = {}
 _CACHE_MAX = 200_000
+_POOLS: dict[tuple[int, float], Any] = {}
+_POOLS_LOCK = threading.Lock()
 
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +186,11 @@ def _check_item(item: tuple[str, str, str, dict[str, Any]], timeout: float | Non
     return math_check.timed_check(item, timeout)
 
 
+def warm_up() -> None:
+    """Called once by each pool worker before its first item."""
+    math_check.full_check("\\frac{1}{2}", "x+0.5", "latex")
+
+
 def _lost(item: Any, why: str) -> dict[str, Any]:
     if why == "timeout":
         return {"ok": False, "rule": "timeout", "error": "worker stopped answering; killed"}
@@ -200,12 +208,8 @@ def _run_math(jobs: list[_MathJob], opts: dict[str, Any], workers: int, progress
     if len(items) <= 2 and threading.current_thread() is threading.main_thread() or workers <= 0:
         results = [_check_item(item, opts["timeout"]) for item in items]
     else:
-        from branchmerge.verify.pool import run_pool
-
         with _Progress(progress, len(items)) as tick:
-            results = run_pool(
-                "branchmerge.verify.grader:_check_item", items, _lost, workers=workers, timeout=opts["timeout"], on_result=lambda i, r: tick(1)
-            )
+            results = _map_checks(items, opts["timeout"], workers, lambda i, r: tick(1))
     if len(_CACHE) + len(results) > _CACHE_MAX:
         _CACHE.clear()
     for job, result in zip(todo, results):
@@ -213,6 +217,39 @@ def _run_math(jobs: list[_MathJob], opts: dict[str, Any], workers: int, progress
         if result["rule"] in ("math_verify", "exact_rational_mismatch"):  # not time-outs and crashes
             _CACHE[job.key] = result
     return [_math_result(job, known[job.key], cached=unique.get(job.key) is not job) for job in jobs]
+
+
+def _map_checks(items: list[Any], timeout: float, workers: int, on_result: Callable[[int, Any], None]) -> list[Any]:
+    """Math checks on a kept-alive pool (one per (workers, timeout)); a second thread that finds
+    it busy gets a pool of its own for that batch."""
+    from branchmerge.verify.pool import WorkerPool
+
+    key = (workers, timeout)
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            if not _POOLS:
+                atexit.register(close_pools)
+            _POOLS[key] = WorkerPool("branchmerge.verify.grader:_check_item", workers, timeout)
+        pool = _POOLS[key]
+    if pool.lock.acquire(blocking=False):
+        try:
+            return pool.map(items, _lost, on_result)
+        finally:
+            pool.lock.release()
+    spare = WorkerPool(pool.fn, workers, timeout)
+    try:
+        return spare.map(items, _lost, on_result)
+    finally:
+        spare.close()
+
+
+def close_pools() -> None:
+    """Stop the kept-alive grading workers (also run at exit)."""
+    with _POOLS_LOCK:
+        for pool in _POOLS.values():
+            with pool.lock:
+                pool.close()
+        _POOLS.clear()
 
 
 def _run_code(jobs: list[_CodeJob], opts: dict[str, Any], workers: int) -> list[Verdict]:

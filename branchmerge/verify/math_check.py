@@ -247,6 +247,7 @@ def time_limit(seconds: float | None):
 def timed_check(item: tuple[str, str, str, dict[str, Any]], timeout: float | None) -> dict[str, Any]:
     """``full_check`` under a wall-clock limit; a time-out or crash becomes a result, not an exception."""
     gold, pred, gold_format, options = item
+    _configs()  # import math-verify outside the limit: a first import is not a slow check
     try:
         with time_limit(timeout):
             return full_check(gold, pred, gold_format, options)

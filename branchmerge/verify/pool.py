@@ -19,6 +19,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -46,6 +47,9 @@ def _serve() -> None:
         except (ValueError, OSError):
             pass  # a lower hard limit is already in place
     fn = _resolve(ref)
+    warm_up = getattr(sys.modules[fn.__module__], "warm_up", None)
+    if warm_up is not None:
+        warm_up()  # one-time imports must not eat into the first item's time limit
     while True:
         try:
             chunk = inbox.recv()
@@ -88,6 +92,98 @@ class _Slot:
         self.conn.close()
 
 
+class WorkerPool:
+    """Workers that outlive one batch: later batches skip the start-up and find warm caches
+    (math-verify's parser gets much faster once its ANTLR decision tables have filled).
+
+    ``map`` is not re-entrant; ``lock`` lets callers share one pool between threads.
+    """
+
+    def __init__(self, fn: str, workers: int = 2, timeout: float | None = 5.0, grace: float = 5.0,
+                 memory: int = DEFAULT_MEMORY_BYTES) -> None:
+        self.fn, self.workers, self.timeout, self.memory = fn, max(1, workers), timeout, memory
+        self.limit = (timeout + grace) if timeout else float("inf")
+        self.slots: list[_Slot] = []
+        self.lock = threading.Lock()
+
+    def _start(self) -> _Slot:
+        return _Slot(self.fn, self.timeout, self.memory)
+
+    def map(
+        self,
+        items: Sequence[Any],
+        on_lost: Callable[[Any, str], Any],
+        on_result: Callable[[int, Any], None] | None = None,
+    ) -> list[Any]:
+        """``[f(item, timeout) for item in items]``, order kept. ``on_lost(item, why)`` makes the
+        result for an item whose worker was killed (``"timeout"``) or died (``"worker_died"``)."""
+        results: list[Any] = [None] * len(items)
+        if not items:
+            return results
+        workers = min(self.workers, len(items))
+        size = max(1, min(64, len(items) // (workers * 8)))
+        queue: deque[list[int]] = deque(
+            list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)
+        )
+        slots = self.slots
+
+        def feed(slot: _Slot) -> None:
+            if queue and not slot.pending:
+                chunk = queue.popleft()
+                slot.send_conn.send([(i, items[i]) for i in chunk])
+                slot.pending.extend(chunk)
+                slot.deadline = time.monotonic() + self.limit
+
+        def replace(i: int, why: str) -> None:
+            slot = slots[i]
+            slot.close(kill=True)
+            lost = slot.pending.popleft()
+            results[lost] = on_lost(items[lost], why)
+            if on_result:
+                on_result(lost, results[lost])
+            if slot.pending:
+                queue.appendleft(list(slot.pending))
+            slots[i] = self._start()
+            feed(slots[i])
+
+        try:
+            while len(slots) < min(workers, len(queue)):
+                slots.append(self._start())
+            for slot in slots:
+                feed(slot)
+            while any(slot.pending for slot in slots):
+                busy = {slot.conn: i for i, slot in enumerate(slots) if slot.pending}
+                soonest = min(slots[i].deadline for i in busy.values())
+                wait_s = None if soonest == float("inf") else max(0.0, soonest - time.monotonic())
+                ready = wait(list(busy), timeout=wait_s)
+                for conn in ready:
+                    i = busy[conn]
+                    try:
+                        index, result = conn.recv()
+                    except (EOFError, OSError):
+                        replace(i, "worker_died")
+                        continue
+                    results[index] = result
+                    slots[i].pending.remove(index)
+                    slots[i].deadline = time.monotonic() + self.limit
+                    if on_result:
+                        on_result(index, result)
+                    feed(slots[i])
+                now = time.monotonic()
+                for i, slot in enumerate(slots):
+                    if slot.pending and slot.deadline <= now and slot.conn not in ready:
+                        replace(i, "timeout")
+        except BaseException:
+            self.close()  # workers mid-chunk cannot be reused (interrupt, broken pipe)
+            raise
+        return results
+
+    def close(self) -> None:
+        for slot in self.slots:
+            slot.close(kill=bool(slot.pending))
+        self.slots = []
+
+
 def run_pool(
     fn: str,
     items: Sequence[Any],
@@ -98,70 +194,13 @@ def run_pool(
     memory: int = DEFAULT_MEMORY_BYTES,
     on_result: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
-    """``[f(item, timeout) for item in items]`` over ``workers`` processes, order kept.
-
-    ``fn`` names a module-level function as ``"package.module:name"``; it should enforce
-    ``timeout`` itself where it can. ``on_lost(item, why)`` makes the result for an item whose
-    worker was killed (``"timeout"``) or died (``"worker_died"``).
-    """
-    results: list[Any] = [None] * len(items)
-    if not items:
-        return results
-    workers = max(1, min(workers, len(items)))
-    size = max(1, min(64, len(items) // (workers * 8)))
-    queue: deque[list[int]] = deque(list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size))
-    limit = (timeout + grace) if timeout else float("inf")
-    slots: list[_Slot] = []
-
-    def feed(slot: _Slot) -> None:
-        if queue and not slot.pending:
-            chunk = queue.popleft()
-            slot.send_conn.send([(i, items[i]) for i in chunk])
-            slot.pending.extend(chunk)
-            slot.deadline = time.monotonic() + limit
-
-    def replace(slot: _Slot, why: str) -> _Slot:
-        slot.close(kill=True)
-        lost = slot.pending.popleft()
-        results[lost] = on_lost(items[lost], why)
-        if on_result:
-            on_result(lost, results[lost])
-        if slot.pending:
-            queue.appendleft(list(slot.pending))
-        fresh = _Slot(fn, timeout, memory)
-        feed(fresh)
-        return fresh
-
+    """One batch on a fresh ``WorkerPool`` (``fn`` names a module-level function as
+    ``"package.module:name"``; it should enforce ``timeout`` itself where it can)."""
+    pool = WorkerPool(fn, workers, timeout, grace, memory)
     try:
-        slots.extend(_Slot(fn, timeout, memory) for _ in range(min(workers, len(queue))))
-        for slot in slots:
-            feed(slot)
-        while any(slot.pending for slot in slots):
-            busy = {slot.conn: slot for slot in slots if slot.pending}
-            soonest = min(slot.deadline for slot in busy.values())
-            wait_s = None if soonest == float("inf") else max(0.0, soonest - time.monotonic())
-            ready = wait(list(busy), timeout=wait_s)
-            for conn in ready:
-                slot = busy[conn]
-                try:
-                    index, result = conn.recv()
-                except (EOFError, OSError):
-                    slots[slots.index(slot)] = replace(slot, "worker_died")
-                    continue
-                results[index] = result
-                slot.pending.remove(index)
-                slot.deadline = time.monotonic() + limit
-                if on_result:
-                    on_result(index, result)
-                feed(slot)
-            now = time.monotonic()
-            for i, slot in enumerate(slots):
-                if slot.pending and slot.deadline <= now and slot.conn not in ready:
-                    slots[i] = replace(slot, "timeout")
+        return pool.map(items, on_lost, on_result)
     finally:
-        for slot in slots:
-            slot.close(kill=bool(slot.pending))
-    return results
+        pool.close()
 
 
 if __name__ == "__main__":
