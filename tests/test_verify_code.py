@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from branchmerge.errors import UserError
@@ -66,3 +68,4 @@ def test_bad_tests_are_errors_not_passes() -> None:
     assert grade("code", _answer("print(1)"), {"inputs": [], "outputs": []}).detail["rule"] == "bad_tests"
     assert grade("code", _answer("print(1)"), {"inputs": ["1"], "outputs": []}).verdict == "error"
     assert grade("code", _answer("print(1)"), "42").verdict == "error"
+    assert grade("code", _answer("print(int(input()) * 2)"), json.dumps(STDIO)).verdict == "correct"

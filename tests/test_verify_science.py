@@ -64,6 +64,7 @@ def test_five_options_and_bare_letter_reference() -> None:
     ref = {"answer": "E", "options": {**OPTIONS, "E": "12.8 m/s"}}
     assert grade("science", "<think>x</think>Answer: E", ref).verdict == "correct"
     assert grade("science", "<think>x</think>Answer: C", {"answer": "C"}).verdict == "correct"
+    assert grade("science", "<think>x</think>Answer: C", "C").verdict == "correct"
 
 
 def test_shuffle_is_deterministic_and_keeps_the_answer() -> None:

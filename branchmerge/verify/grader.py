@@ -11,7 +11,9 @@ code through the sandbox.
 from __future__ import annotations
 
 import atexit
+import json
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,6 +115,13 @@ def _prepare(domain: str, completion: Any, reference: Any, finish_reason: Any, o
         return Verdict("error", {"extracted": "", "gold": None, "rule": "bad_domain", "error": f"domain {domain!r}"})
     if not isinstance(completion, str):
         return Verdict("error", {"extracted": "", "gold": None, "rule": "no_completion"})
+    if domain == "science" and isinstance(reference, str) and re.fullmatch(r"\s*[A-J]\s*", reference):
+        reference = {"answer": reference.strip()}  # a bare option letter
+    if domain == "code" and isinstance(reference, str):
+        try:  # tests stored as JSON text (as Parquet stores `reference`)
+            reference = json.loads(reference)
+        except ValueError:
+            pass
     choice = domain == "science" and science.is_choice(reference)
     segment, early = answer_segment(completion, finish_reason or "stop", opts["require_think"])
     if early is not None:
