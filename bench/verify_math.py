@@ -114,22 +114,40 @@ def main() -> None:
     print(f"ratio: cold {cold:.1f}x, warm {warm:.1f}x")
 
 
+def _workers_cpu() -> dict[int, float]:
+    """CPU seconds used so far by each kept-alive grading worker (from /proc)."""
+    from branchmerge.verify.grader import _POOLS
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pool in _POOLS.values():
+        for slot in pool.slots:
+            fields = Path(f"/proc/{slot.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[slot.proc.pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def measure(pairs: list[tuple[str, str]], workers: int, label: str) -> float:
-    start = time.perf_counter()
+    before = _workers_cpu()
+    start, cpu = time.perf_counter(), time.process_time()
     graded = ours(pairs, workers)
-    t_ours = time.perf_counter() - start
-    start = time.perf_counter()
+    t_ours, cpu_ours = time.perf_counter() - start, time.process_time() - cpu
+    cpu_ours += sum(v - before.get(pid, 0.0) for pid, v in _workers_cpu().items())
+    start, cpu = time.perf_counter(), time.process_time()
     anchor = plain_loop(pairs)
-    t_plain = time.perf_counter() - start
+    t_plain, cpu_plain = time.perf_counter() - start, time.process_time() - cpu
 
     rules: dict[str, int] = {}
     for row in graded:
         rule = row["verdict_detail"]["rule"] + (" (cached)" if row["verdict_detail"].get("cached") else "")
         rules[rule] = rules.get(rule, 0) + 1
     print(f"[{label}]")
-    print(f"  plain math-verify loop: {len(pairs) / t_plain:8.1f} pairs/s ({t_plain:.2f} s, 1 process)")
-    print(f"  branchmerge grade_rows: {len(pairs) / t_ours:8.1f} pairs/s ({t_ours:.2f} s, {workers} workers)")
-    print(f"  ratio: {t_plain / t_ours:.1f}x")
+    print(f"  plain math-verify loop: {len(pairs) / t_plain:8.1f} pairs/s ({t_plain:.2f} s wall, "
+          f"{cpu_plain:.2f} s CPU, 1 process)")
+    print(f"  branchmerge grade_rows: {len(pairs) / t_ours:8.1f} pairs/s ({t_ours:.2f} s wall, "
+          f"{cpu_ours:.2f} s CPU incl. workers, {workers} workers)")
+    print(f"  ratio: {t_plain / t_ours:.1f}x wall, {cpu_plain / cpu_ours:.1f}x CPU "
+          f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print("  how ours decided:", ", ".join(f"{k}={v}" for k, v in sorted(rules.items(), key=lambda kv: -kv[1])))
     seen = set()
     disagreements = []
