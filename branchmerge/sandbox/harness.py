@@ -2,26 +2,29 @@
 forks one child per test.
 
 It is started as ``python -I -S -c <this file's source>`` (so it needs nothing from the caller's
-file system) and speaks length-prefixed JSON on fds 0/1, which it moves out of the way before any
-untrusted code runs. It never sees expected outputs: it only returns what the solution printed
+file system) and talks to the supervisor on fds 0/1, which it moves out of the way before any
+untrusted code runs: the supervisor sends ``marshal`` data (it is trusted); the harness answers
+with plain length-prefixed byte fields (it is not, so the supervisor never unmarshals anything).
+Start-up time is the per-solution overhead, so only cheap modules are imported up front. It never sees expected outputs: it only returns what the solution printed
 (or returned), and the supervisor outside compares. Standard library only; keep it importable by
 any Python >= 3.8 the sandbox may use.
 """
 
 import ctypes
 import io
-import json
+import marshal
 import os
-import platform
 import resource
 import select
 import signal
 import struct
 import sys
 import time
-import traceback
 
 # ---------------------------------------------------------------- protocol
+
+READY_FIELDS = ("ready", "python", "landlock_abi", "seccomp", "rlimits", "compile_error")
+REPLY_FIELDS = ("status", "stdout", "stderr", "result", "time_s", "cpu_s", "rss_kb", "exit")
 
 
 def _read_exact(fd, n):
@@ -40,12 +43,17 @@ def recv(fd):
     if head is None:
         return None
     body = _read_exact(fd, struct.unpack(">I", head)[0])
-    return None if body is None else json.loads(body.decode("utf-8"))
+    return None if body is None else marshal.loads(body)
 
 
-def send(fd, message):
-    body = json.dumps(message).encode("utf-8")
-    data = struct.pack(">I", len(body)) + body
+def send(fd, *fields):
+    """One message: a count, then each field as length + bytes (str is sent as UTF-8)."""
+    parts = [struct.pack(">I", len(fields))]
+    for field in fields:
+        data = field if isinstance(field, bytes) else str(field).encode("utf-8", "replace")
+        parts += [struct.pack(">I", len(data)), data]
+    body = b"".join(parts)
+    data = memoryview(struct.pack(">I", len(body)) + body)
     while data:
         data = data[os.write(fd, data) :]
 
@@ -290,6 +298,8 @@ def _child(job, code_obj, prelude, stdin_fd, out_w, err_w, res_w, args, abi):
                 target = g["Solution"]() if "class Solution" in job["code"] and "Solution" in g else None
                 fn = getattr(target, job["fn_name"]) if target is not None else g[job["fn_name"]]
                 value = fn(*args)
+                import json  # imported by the harness already for call-based jobs
+
                 try:
                     text = json.dumps({"ok": list(value) if isinstance(value, tuple) else value})
                 except (TypeError, ValueError) as exc:
@@ -306,6 +316,8 @@ def _child(job, code_obj, prelude, stdin_fd, out_w, err_w, res_w, args, abi):
             tb = exc.__traceback__
             while tb is not None and tb.tb_frame.f_code.co_filename != "<solution>":
                 tb = tb.tb_next  # the harness's own frames say nothing about the solution
+            import traceback  # only a failing test pays for it
+
             traceback.print_exception(type(exc), exc, tb)
         try:
             sys.stdout.flush()
@@ -394,18 +406,16 @@ def run_test(job, code_obj, prelude, message, abi, kill_all):
         except OSError:
             pass
     status = killed or _classify(wstatus)
-    reply = {
-        "status": status,
-        "stdout": b"".join(streams[out_r]).decode("utf-8", "replace"),
-        "stderr": b"".join(streams[err_r])[-4096:].decode("utf-8", "replace"),
-        "time_s": round(wall, 4),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 4),
-        "rss_kb": usage.ru_maxrss,
-        "exit": os.waitstatus_to_exitcode(wstatus),
-    }
-    if res_r is not None:
-        reply["result"] = b"".join(streams[res_r]).decode("utf-8", "replace")
-    return reply
+    return (
+        status,
+        b"".join(streams[out_r]),
+        b"".join(streams[err_r])[-4096:],
+        b"".join(streams[res_r]) if res_r is not None else b"",
+        round(wall, 4),
+        round(usage.ru_utime + usage.ru_stime, 4),
+        usage.ru_maxrss,
+        os.waitstatus_to_exitcode(wstatus),
+    )  # in the order of REPLY_FIELDS
 
 
 def _classify(wstatus):
@@ -436,7 +446,7 @@ def confine(conf):
     if abi:
         apply_landlock(abi, conf["read_paths"], conf["write_paths"])
     layers["landlock_abi"] = abi
-    layers["seccomp"] = bool(conf["seccomp"]) and apply_seccomp(platform.machine())
+    layers["seccomp"] = bool(conf["seccomp"]) and apply_seccomp(os.uname().machine)
     return layers, abi
 
 
@@ -457,20 +467,23 @@ def main():
 
     builtins.exit = builtins.quit = sys.exit  # ``python -S`` has no site to define them
     sys.path.extend(job.get("site", []))
-    ready = {"ready": True, "layers": layers, "python": sys.version.split()[0], "compile_error": None}
+    ready = ["ready", sys.version.split()[0], layers["landlock_abi"], int(layers["seccomp"]), ",".join(layers["rlimits"])]
     try:
         code_obj = compile(job["code"], "<solution>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
-        ready["compile_error"] = "".join(traceback.format_exception_only(type(exc), exc))[-2000:]
-        send(proto_out, ready)
+        import traceback
+
+        send(proto_out, *ready, "".join(traceback.format_exception_only(type(exc), exc))[-2000:])
         return
+    if job["mode"] == "call":
+        import json  # noqa: F401  (once here rather than in every test's child)
     prelude = prelude_namespace(job["prelude"], code_names(code_obj)) if job.get("prelude") else {}
-    send(proto_out, ready)
+    send(proto_out, *ready, "")  # in the order of READY_FIELDS
     while True:
         message = recv(proto_in)
         if message is None:
             return
-        send(proto_out, run_test(job, code_obj, prelude, message, abi, job["confine"]["kill_all"]))
+        send(proto_out, *run_test(job, code_obj, prelude, message, abi, job["confine"]["kill_all"]))
 
 
 if __name__ == "__main__":

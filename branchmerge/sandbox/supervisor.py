@@ -8,6 +8,7 @@ does not answer in time is a time-out; a harness that cannot start is a ``sandbo
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import select
 import shutil
@@ -24,6 +25,7 @@ from pathlib import Path
 from branchmerge.errors import UserError, choice_error
 from branchmerge.sandbox.cases import Case, Suite, parse_tests
 from branchmerge.sandbox.compare import compare_call, compare_stdio
+from branchmerge.sandbox.harness import READY_FIELDS, REPLY_FIELDS
 from branchmerge.sandbox.results import Limits, Result, TestResult
 from branchmerge.sandbox.tiers import (
     NAMESPACES,
@@ -44,7 +46,8 @@ EXCERPT = 2000
 
 
 class _Channel:
-    """Length-prefixed JSON over the harness's stdin/stdout, with deadlines and a size cap."""
+    """To the harness: length-prefixed ``marshal`` (cheap to load in there). From it: a count and
+    length-prefixed byte fields, parsed defensively (the harness shares the solution's sandbox)."""
 
     def __init__(self, proc: subprocess.Popen, cap: int) -> None:
         self.proc, self.cap = proc, cap
@@ -52,7 +55,7 @@ class _Channel:
         self.buf = b""
 
     def send(self, message: dict) -> bool:
-        body = json.dumps(message).encode()
+        body = marshal.dumps(message, 4)  # format 4: readable by any Python 3 in the sandbox
         try:
             self.proc.stdin.write(struct.pack(">I", len(body)) + body)
             self.proc.stdin.flush()
@@ -72,8 +75,8 @@ class _Channel:
             self.buf += chunk
         return True
 
-    def recv(self, deadline: float) -> dict | str:
-        """The message, or 'eof' / 'timeout' / 'oversized'."""
+    def recv(self, names: tuple[str, ...], deadline: float) -> dict | str:
+        """{name: bytes}, or 'eof' / 'timeout' / 'oversized' / 'garbled'."""
         got = self._fill(4, deadline)
         if not got:
             return "eof" if got is False else "timeout"
@@ -83,23 +86,45 @@ class _Channel:
         got = self._fill(4 + size, deadline)
         if not got:
             return "eof" if got is False else "timeout"
-        body, self.buf = self.buf[4 : 4 + size], self.buf[4 + size :]
-        return json.loads(body)
+        body, self.buf = memoryview(self.buf[4 : 4 + size]), self.buf[4 + size :]
+        fields, pos = [], 4
+        try:
+            count = struct.unpack(">I", body[:4])[0]
+            for _ in range(count):
+                n = struct.unpack(">I", body[pos : pos + 4])[0]
+                fields.append(bytes(body[pos + 4 : pos + 4 + n]))
+                pos += 4 + n
+        except struct.error:
+            return "garbled"
+        if len(fields) != len(names) or pos != size:
+            return "garbled"
+        return dict(zip(names, fields))
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _number(data: bytes, kind: type = float) -> float:
+    try:
+        return kind(data)
+    except ValueError:
+        return kind(0)
 
 
 def _verdict(case: Case, mode: str, reply: dict) -> tuple[str, str]:
-    status = reply["status"]
+    status = _text(reply["status"])
     if status != "ok":
-        return status, {
-            "time_limit": "time limit exceeded",
-            "memory_limit": "memory limit exceeded",
-            "output_limit": "output limit exceeded",
-        }.get(status, f"exit status {reply.get('exit')}")
+        known = {"time_limit": "time limit exceeded", "memory_limit": "memory limit exceeded",
+                 "output_limit": "output limit exceeded", "runtime_error": None}  # fmt: skip
+        if status not in known:
+            return "sandbox_error", "garbled harness reply"
+        return status, known[status] or f"exit status {_number(reply['exit'], int)}"
     if mode == "stdio":
-        ok, why = compare_stdio(reply["stdout"], case.expected)
+        ok, why = compare_stdio(_text(reply["stdout"]), case.expected)
         return ("accepted" if ok else "wrong_answer"), why
     try:
-        envelope = json.loads(reply.get("result") or "null")
+        envelope = json.loads(reply["result"] or b"null")
     except ValueError:
         envelope = None
     if not isinstance(envelope, dict):
@@ -130,7 +155,7 @@ class _Session:
             close_fds=True,
             **self.plan.popen,
         )
-        cap = 6 * int(limits.output_limit_kb) * 1024 + (1 << 20)
+        cap = 2 * int(limits.output_limit_kb) * 1024 + (1 << 20)
         self.channel = _Channel(self.proc, cap)
 
     def harness_log(self) -> str:
@@ -144,16 +169,14 @@ class _Session:
             except OSError:
                 pass
         try:
-            self.proc.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except OSError:
             pass
         self.proc.wait()
         if self.uid is not None:
-            kill_uid(self.uid)  # a daemon that left the session and (without a pid namespace) survived
+            # a daemon that left the session survives without a pid namespace; with one, the
+            # kernel is already killing everything inside and a single sweep is enough
+            kill_uid(self.uid, rounds=1 if "pid" in NAMESPACES[self.tier] else 50)
         if self.plan.scratch:
             shutil.rmtree(self.plan.scratch, ignore_errors=True)
         self.log.close()
@@ -190,15 +213,22 @@ def _execute(code: str, suite: Suite, limits: Limits, tier: str, py: Interpreter
             "site": list(py.site),
             "prelude": py.exports if limits.lcb_prelude else None,
         }
-        ready = session.channel.recv(time.monotonic() + STARTUP_S) if session.channel.send(job) else "eof"
-        if not isinstance(ready, dict):
-            result.detail = f"the harness did not start ({ready})"
+        sent = session.channel.send(job)
+        ready = session.channel.recv(READY_FIELDS, time.monotonic() + STARTUP_S) if sent else "eof"
+        if not isinstance(ready, dict) or ready["ready"] != b"ready":
+            result.detail = f"the harness did not start ({ready if isinstance(ready, str) else 'garbled'})"
             result.stderr = session.harness_log()
             return result
-        result.layers = ready["layers"]
-        if ready["compile_error"]:
-            result.verdict, result.stderr = "compile_error", ready["compile_error"]
-            result.detail = ready["compile_error"].strip().splitlines()[-1][:200]
+        result.python = _text(ready["python"])
+        result.layers = {
+            "rlimits": _text(ready["rlimits"]).split(","),
+            "landlock_abi": _number(ready["landlock_abi"], int),
+            "seccomp": ready["seccomp"] == b"1",
+        }
+        compile_error = _text(ready["compile_error"])
+        if compile_error:
+            result.verdict, result.stderr = "compile_error", compile_error
+            result.detail = compile_error.strip().splitlines()[-1][:200]
             return result
         _run_cases(session, suite, limits, result)
         return result
@@ -211,15 +241,18 @@ def _run_cases(session: _Session, suite: Suite, limits: Limits, result: Result) 
     last_stderr = ""
     for index, case in enumerate(suite.cases):
         sent = session.channel.send(case.send)
-        reply = session.channel.recv(time.monotonic() + float(limits.timeout_s) + SLACK_S) if sent else "eof"
+        deadline = time.monotonic() + float(limits.timeout_s) + SLACK_S
+        reply = session.channel.recv(REPLY_FIELDS, deadline) if sent else "eof"
         if isinstance(reply, dict):
             verdict, why = _verdict(case, suite.mode, reply)
-            test = TestResult(verdict, reply["time_s"], index, reply["cpu_s"], reply["rss_kb"], why)
-            last_stderr = reply["stderr"]
+            test = TestResult(
+                verdict, _number(reply["time_s"]), index, _number(reply["cpu_s"]), _number(reply["rss_kb"], int), why
+            )
+            last_stderr = _text(reply["stderr"])
         elif reply == "timeout":
             test = TestResult("time_limit", float(limits.timeout_s), index, detail="the harness stopped answering")
-        elif reply == "oversized":
-            test = TestResult("output_limit", 0.0, index, detail="the harness reply was too large")
+        elif reply in ("oversized", "garbled"):
+            test = TestResult("sandbox_error", 0.0, index, detail=f"{reply} harness reply")
         else:
             log = session.harness_log()
             infra = "Traceback" in log or "bwrap:" in log
@@ -257,8 +290,10 @@ def probe(tier: str, python: str | None = None) -> tuple[bool, str, dict]:
         res = _execute("a, b = map(int, input().split())\nprint(a + b)\n", suite, Limits(timeout_s=10), tier, py, slot.uid)
     if res.verdict != "accepted":
         return False, (res.detail + " " + res.stderr.strip()).strip()[:300], res.layers
-    if tier != "none" and not (res.layers.get("landlock_abi") or tier in ("bwrap", "unshare")):
+    if tier == "landlock" and not res.layers.get("landlock_abi"):
         return False, "Landlock is not available in this kernel", res.layers
+    if tier == "landlock" and not (res.layers.get("seccomp") or res.layers["landlock_abi"] >= 4):
+        return False, "neither seccomp nor Landlock >= 4 can block the network here", res.layers
     return True, "", res.layers
 
 

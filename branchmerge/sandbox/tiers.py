@@ -174,11 +174,11 @@ def adopt_orphans() -> None:
     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
 
 
-def kill_uid(uid: int) -> int:
-    """SIGKILL every live process of ``uid`` (a fork bomb may still be forking: repeat until none),
-    then reap those that were orphaned to us."""
+def kill_uid(uid: int, rounds: int = 50) -> int:
+    """SIGKILL every live process of ``uid`` (a fork bomb may still be forking: repeat until none,
+    at most ``rounds`` times), then reap those that were orphaned to us."""
     killed = 0
-    for _ in range(50):
+    for _ in range(rounds):
         pids = _live_pids(uid)
         if not pids:
             break
