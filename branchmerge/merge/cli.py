@@ -55,6 +55,10 @@ def register(app: typer.Typer) -> None:
         out_dtype: Annotated[str | None, typer.Option(help="Shorthand: output dtype (default: --dtype).")] = None,
         tokenizer_source: Annotated[str | None, typer.Option(help="Shorthand: 'base' to align vocabularies to the base.")] = None,
     ) -> None:
+        import os
+
+        # idle OpenMP threads sleep instead of spinning: jobs run on several Python threads at once
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import yaml
 
         from branchmerge.console import err

@@ -109,11 +109,24 @@ class SafetensorsModel:
                 mm = self._maps.setdefault(info.path, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY))
         if info.nbytes == 0:
             return torch.empty(info.shape, dtype=info.dtype)
+        _populate(mm, info.start, info.nbytes)
         flat = torch.frombuffer(mm, dtype=info.dtype, count=info.nbytes // _itemsize(info.dtype), offset=info.start)
         return flat.view(info.shape)
 
     def close(self) -> None:
         self._maps.clear()  # the maps close once the last tensor view on them is gone
+
+
+_MADV_POPULATE_READ = 22  # Linux >= 5.14: map the tensor's pages in one call, no copy-on-write
+
+
+def _populate(mm: mmap.mmap, start: int, nbytes: int) -> None:
+    """Fault in a tensor's page-cache pages with one syscall instead of one fault per page."""
+    begin = start - start % mmap.PAGESIZE
+    try:
+        mm.madvise(_MADV_POPULATE_READ, begin, start + nbytes - begin)
+    except (OSError, ValueError, AttributeError):
+        pass  # older kernels: pages fault in on first touch as usual
 
 
 def _itemsize(dtype: torch.dtype) -> int:
