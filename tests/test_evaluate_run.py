@@ -190,6 +190,29 @@ def test_gpqa_each_sample_has_its_own_prompt_and_shown_reference(tmp_path):
     assert summary["metrics"]["pass@1_strict"] == 1.0 and summary["metrics"]["pass@1_lenient"] == 1.0
 
 
+def test_livecodebench_run_is_graded_in_the_sandbox(tmp_path):
+    """The stored reference (LCB's evaluation-sample shape) is what the code verifier runs:
+    stdin tests (public + decoded private) and a call-based LeetCode test via fn_name."""
+    from tests.evaluate_helpers import write_lcb_jsonl
+
+    good = {"hasK": "class Solution:\n    def hasK(self, nums, k):\n        return k in nums\n",
+            "stdin": "a, b = map(int, input().split())\nprint(a + b)\n"}
+    bad = {"hasK": "class Solution:\n    def hasK(self, nums, k):\n        return False\n",
+           "stdin": "a, b = map(int, input().split())\nprint(a + b if a < 3 else 0)\n"}  # fails the private test
+
+    def answer(request, s):
+        kind = "hasK" if "hasK" in request.messages[0]["content"] else "stdin"
+        return f"<think>\nok\n</think>\n\n```python\n{(good if s == 0 else bad)[kind]}```"
+
+    summary = run_benchmark(get_spec("livecodebench"), opts(write_lcb_jsonl(tmp_path / "lcb.jsonl"), n=2),
+                            tmp_path / "out", ScriptedEngine(answer))
+    samples = {(r["id"], r["sample_idx"]): r for r in read_samples(tmp_path / "out" / "livecodebench" / "samples.jsonl")}
+    assert {k: r["verdict"] for k, r in samples.items()} == {
+        ("abc900_a", 0): "correct", ("abc900_a", 1): "incorrect", ("has-k", 0): "correct", ("has-k", 1): "incorrect"}
+    assert summary["metrics"]["pass@1"] == 0.5 and summary["metrics"]["pass@k"]["2"] == 1.0
+    assert summary["num_problems"] == 2  # the 2024-03 problem is outside the default window
+
+
 @pytest.mark.skipif(not BENCHMARKS.exists(), reason="shared benchmarks not present")
 def test_cli_end_to_end_on_a_tiny_model(tmp_path, tiny_model):
     from branchmerge.cli import app
