@@ -191,3 +191,10 @@ def test_concurrent_threads_share_or_spare_the_pool() -> None:
     for t in threads:
         t.join(120)
     assert results == {3: ["correct"] * 4, 5: ["correct"] * 4}
+
+
+def test_equal_only_by_rounding_is_flagged() -> None:
+    rounded = grade("math", "<think>a</think>\\boxed{0.3333333}", "\\frac{1}{3}")
+    assert rounded.verdict == "correct" and rounded.detail["tolerance"] is True
+    exact = grade("math", "<think>a</think>\\boxed{\\sqrt{4}}", "2.0")
+    assert exact.verdict == "correct" and "tolerance" not in exact.detail

@@ -176,7 +176,7 @@ def _prepare_code(segment: str, reference: Any) -> Prepared:
 
 def _math_result(job: _MathJob, result: dict[str, Any], cached: bool) -> Verdict:
     detail = {**job.detail, "rule": result["rule"]}
-    for key in ("parsed_gold", "parsed_pred", "error"):
+    for key in ("parsed_gold", "parsed_pred", "error", "tolerance"):
         if key in result:
             detail[key] = result[key]
     if cached:

@@ -93,6 +93,7 @@ def _number(text: str) -> Fraction | None:
     return -value if m.group("sign") == "-" else value
 
 
+@lru_cache(maxsize=65536)  # n samples of one problem mostly repeat the same answer
 def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | None:
     """A verdict the full check would give anyway, or None when the full check must run.
 
@@ -213,7 +214,22 @@ def full_check(gold: str, pred: str, gold_format: str, options: dict[str, Any] |
     rule = "math_verify"
     if equal and _exact_mismatch(gold_parsed, pred_parsed, (gold, pred)):
         equal, rule = False, "exact_rational_mismatch"
-    return {"ok": bool(equal), "rule": rule, "parsed_gold": _show(gold_parsed), "parsed_pred": _show(pred_parsed)}
+    result = {"ok": bool(equal), "rule": rule, "parsed_gold": _show(gold_parsed), "parsed_pred": _show(pred_parsed)}
+    if equal and _within_tolerance(gold_parsed, pred_parsed):
+        result["tolerance"] = True  # equal only after rounding (0.3333333 for 1/3): flagged for audits
+    return result
+
+
+def _within_tolerance(gold: list[Any], pred: list[Any]) -> bool:
+    import sympy
+
+    g, p = (gold[0], pred[0]) if gold and pred else (None, None)
+    if not isinstance(g, sympy.Expr) or not isinstance(p, sympy.Expr) or g.free_symbols or p.free_symbols:
+        return False
+    if not (g.atoms(sympy.Float) or p.atoms(sympy.Float)):
+        return False
+    difference, size = sympy.N(sympy.Abs(g - p), 30), sympy.N(sympy.Abs(g), 30)
+    return bool(difference.is_number and size.is_number and difference > 1e-12 * max(1, size))
 
 
 def _show(parsed: list[Any]) -> str:
