@@ -34,7 +34,8 @@ class BenchmarkIndex:
         if not len(self.hashes):
             return None
         grams = ngram_hashes(self.words(text), self.n)
-        found = np.isin(grams, self.hashes, assume_unique=False)
+        at = np.minimum(np.searchsorted(self.hashes, grams), len(self.hashes) - 1)
+        found = self.hashes[at] == grams
         if not found.any():
             return None
         return self.origin[int(grams[np.argmax(found)])]

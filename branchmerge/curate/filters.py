@@ -15,6 +15,7 @@ from branchmerge.reasoning import THINK_CLOSE, THINK_OPEN, join_reasoning
 
 TAIL_CHARS = 4096  # the window where runaway repetition shows
 MIN_LINE_CHARS = 20  # shorter lines ("Wait,", "}") repeat legitimately
+BOUND_SLACK = 8
 
 
 def format_problem(row: dict[str, Any]) -> tuple[str, str] | None:
@@ -83,10 +84,26 @@ class TokenLength:
             return self.tokenizer.apply_chat_template(chat, tokenize=False)
         return "\n\n".join(m["content"] for m in chat)
 
-    def count(self, chats: Sequence[list[dict[str, str]]], batch: int = 256) -> list[int]:
+    def count(self, chats: Sequence[list[dict[str, str]]]) -> list[int]:
+        return self.count_texts([self.text(c) for c in chats])
+
+    def count_texts(self, texts: Sequence[str], batch: int = 512) -> list[int]:
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        fast = getattr(backend, "encode_batch_fast", None)  # Rust batch encode without offsets
         counts: list[int] = []
-        for start in range(0, len(chats), batch):
-            texts = [self.text(c) for c in chats[start : start + batch]]
-            encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-            counts += [len(ids) for ids in encoded]
+        for start in range(0, len(texts), batch):
+            chunk = list(texts[start : start + batch])
+            if fast is not None:
+                counts += [len(e.ids) for e in fast(chunk, add_special_tokens=False)]
+            else:
+                counts += [len(ids) for ids in self.tokenizer(chunk, add_special_tokens=False)["input_ids"]]
         return counts
+
+    def within(self, text: str, limit: int) -> bool:
+        """True when ``text`` surely fits ``limit`` tokens without tokenizing it.
+
+        Every token of a byte-level BPE (Qwen, Llama 3, DeepSeek) or a byte-fallback SentencePiece
+        covers at least one byte, so a text of ``b`` UTF-8 bytes has at most ``b`` tokens (plus a
+        SentencePiece dummy prefix, hence the slack). Only texts near or over the limit get tokenized.
+        """
+        return len(text.encode("utf-8")) + BOUND_SLACK <= limit

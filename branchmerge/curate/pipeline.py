@@ -74,6 +74,7 @@ class Curation:
         self.funnel = Funnel()
         self.warnings: list[str] = []
         self.extra: dict[str, Any] = {}
+        self.counter: filters.TokenLength | None = None
         if config.max_tokens_length and not config.student_tokenizer:
             raise UserError("--max-tokens-length needs --student-tokenizer (lengths are measured in the "
                             "student's tokens, after its chat template)")
@@ -96,8 +97,12 @@ class Curation:
             rows = self.dedup(rows)
         with self.funnel.timed("decontam"):
             rows = self.decontaminate(rows)
+        with self.funnel.timed("length"):  # student lengths: all rows for "shortest", else only kept ones
+            rows = self.measure(rows) if cfg.select == "shortest" else rows
         with self.funnel.timed("select"):
             rows = self.select(rows)
+        with self.funnel.timed("length"):
+            rows = self.measure(rows)
         with self.funnel.timed("write"):
             self.write(rows, source, adapter, teacher)
         from branchmerge.curate.card import write_card
@@ -227,17 +232,33 @@ class Curation:
         return ("repetition", loop) if loop else None
 
     def length(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop examples over the limit; rows that surely fit (byte bound) are counted later, when kept."""
         cfg = self.config
-        if not cfg.student_tokenizer:
+        limit = cfg.max_tokens_length
+        if cfg.student_tokenizer:
+            self.counter = filters.TokenLength(cfg.student_tokenizer)
+            self.extra["length_tokenizer"] = {"name": self.counter.name, "chat_template": self.counter.templated}
+        if not limit:
             self.funnel.stage("length", "completions", len(rows), len(rows), [])
             return rows
-        counter = filters.TokenLength(cfg.student_tokenizer)
-        counts = counter.count([filters.messages(r) for r in rows])
-        rows = [{**r, "num_tokens": n} for r, n in zip(rows, counts, strict=True)]
-        self.extra["length_tokenizer"] = {"name": counter.name, "chat_template": counter.templated}
-        limit = cfg.max_tokens_length
+        texts = [self.counter.text(filters.messages(r)) for r in rows]
+        unsure = [i for i, t in enumerate(texts) if not self.counter.within(t, limit)]
+        rows = list(rows)
+        for i, n in zip(unsure, self.counter.count_texts([texts[i] for i in unsure]), strict=True):
+            rows[i] = {**rows[i], "num_tokens": n}
         return self.apply("length", rows, lambda r: ("too_long", f"{r['num_tokens']} tokens > {limit}")
-                          if limit and r["num_tokens"] > limit else None)
+                          if r.get("num_tokens", 0) > limit else None)
+
+    def measure(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fill ``num_tokens`` (student tokens, chat template applied) where it is still missing."""
+        if self.counter is None:
+            return rows
+        todo = [i for i, r in enumerate(rows) if "num_tokens" not in r]
+        counts = self.counter.count([filters.messages(rows[i]) for i in todo])
+        rows = list(rows)
+        for i, n in zip(todo, counts, strict=True):
+            rows[i] = {**rows[i], "num_tokens": n}
+        return rows
 
     def dedup(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         cfg = self.config
