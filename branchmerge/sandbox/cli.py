@@ -17,6 +17,10 @@ TESTS.json is the APPS/TACO/LiveCodeBench input_output shape: {"inputs": [...], 
 
   branchmerge sandbox run solution.py --tests tests.json --timeout-s 6 --memory-mb 2048 --json
 
+C++ (stdin/stdout tests; compiled once per solution with g++ -O2 -std=c++17):
+
+  branchmerge sandbox run solution.cpp --tests tests.json --language cpp
+
 Several solutions run on a pool of --workers sandboxes (one JSON object per line with --json):
 
   branchmerge sandbox run a.py b.py c.py --tests tests.json --workers 2 --json
@@ -56,7 +60,7 @@ def run(
     workers: Annotated[int | None, typer.Option("--workers", help="Sandboxes at once (default: cores).")] = None,
     tier: Annotated[str | None, typer.Option("--tier", help="Force bwrap, unshare, landlock or none.")] = None,
     unsafe: Annotated[bool, typer.Option("--unsafe", help="Allow running with no isolation.")] = False,
-    language: Annotated[str, typer.Option("--language", help="Language of the solutions.")] = "python",
+    language: Annotated[str, typer.Option("--language", help="python, or cpp (g++ -O2, compiled once).")] = "python",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     from branchmerge.sandbox.results import Limits
@@ -77,11 +81,7 @@ def run(
         timeout_s=timeout_s, memory_mb=memory_mb, output_limit_kb=output_limit_kb,
         all_tests=all_tests, unsafe=unsafe, tier=tier,
     )  # fmt: skip
-    if language != "python":
-        from branchmerge.errors import choice_error
-
-        raise choice_error("language", language, ["python"])
-    results = run_many(jobs, limits, workers)
+    results = run_many(jobs, limits, workers, language=language)
     for path, result in zip(solutions, results):
         if as_json:
             typer.echo(json.dumps(result.to_dict()))

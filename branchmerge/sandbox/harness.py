@@ -256,6 +256,34 @@ def prelude_namespace(exports, names):
     return ns
 
 
+# ---------------------------------------------------------------- C++: compiled once per solution
+
+CXX = ["g++", "-O2", "-std=c++17", "-DONLINE_JUDGE", "-pipe", "-o", "solution", "solution.cpp"]
+
+
+def compile_cpp(source, timeout_s):
+    """g++ in the working dir, inside the sandbox; (binary path, '') or ('', compiler message)."""
+    import subprocess
+
+    with open("solution.cpp", "w") as f:
+        f.write(source)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "TMPDIR": os.getcwd(), "LANG": "C.UTF-8"}
+    try:
+        proc = subprocess.Popen(CXX, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)  # fmt: skip
+    except OSError as exc:
+        return "", f"cannot run g++: {exc}"
+    try:
+        output = proc.communicate(timeout=timeout_s)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and cc1plus/as/ld under it
+        proc.communicate()
+        return "", f"compilation timed out after {timeout_s:g}s"
+    if proc.returncode != 0:
+        return "", output.decode("utf-8", "replace")[-2000:] or "g++ failed"
+    return os.path.join(os.getcwd(), "solution"), ""
+
+
 # ---------------------------------------------------------------- one test in a forked child
 
 EXIT_MEMORY = 3  # the child's exit status for an uncaught MemoryError
@@ -277,6 +305,9 @@ def _child(job, code_obj, prelude, stdin_fd, out_w, err_w, res_w, args, abi):
         cpu = int(job["timeout_s"]) + 2
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         scope_signals(abi)
+        if job["language"] == "cpp":  # code_obj is the compiled binary's path
+            resource.setrlimit(resource.RLIMIT_STACK, (mem, mem))  # deep recursion, as judges allow
+            os.execv(code_obj, [code_obj])
         sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)))
         sys.stdout = sys.__stdout__ = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)))
         sys.stderr = sys.__stderr__ = io.TextIOWrapper(
@@ -406,6 +437,8 @@ def run_test(job, code_obj, prelude, message, abi, kill_all):
         except OSError:
             pass
     status = killed or _classify(wstatus)
+    if job["language"] == "cpp":
+        status = _classify_cpp(status, b"".join(streams[err_r]))
     return (
         status,
         b"".join(streams[out_r]),
@@ -428,6 +461,13 @@ def _classify(wstatus):
         return "runtime_error"
     code = os.WEXITSTATUS(wstatus)
     return "ok" if code == 0 else ("memory_limit" if code == EXIT_MEMORY else "runtime_error")
+
+
+def _classify_cpp(status, stderr):
+    """A C++ allocation failure ends in std::bad_alloc and SIGABRT: that is a memory limit."""
+    if status == "runtime_error" and b"bad_alloc" in stderr:
+        return "memory_limit"
+    return status
 
 
 # ---------------------------------------------------------------- main
@@ -468,16 +508,23 @@ def main():
     builtins.exit = builtins.quit = sys.exit  # ``python -S`` has no site to define them
     sys.path.extend(job.get("site", []))
     ready = ["ready", sys.version.split()[0], layers["landlock_abi"], int(layers["seccomp"]), ",".join(layers["rlimits"])]
-    try:
-        code_obj = compile(job["code"], "<solution>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
-        import traceback
+    if job["language"] == "cpp":
+        code_obj, error = compile_cpp(job["code"], float(job["compile_timeout_s"]))
+        if error:
+            send(proto_out, *ready, error)
+            return
+        prelude = {}
+    else:
+        try:
+            code_obj = compile(job["code"], "<solution>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
+            import traceback
 
-        send(proto_out, *ready, "".join(traceback.format_exception_only(type(exc), exc))[-2000:])
-        return
-    if job["mode"] == "call":
-        import json  # noqa: F401  (once here rather than in every test's child)
-    prelude = prelude_namespace(job["prelude"], code_names(code_obj)) if job.get("prelude") else {}
+            send(proto_out, *ready, "".join(traceback.format_exception_only(type(exc), exc))[-2000:])
+            return
+        if job["mode"] == "call":
+            import json  # noqa: F401  (once here rather than in every test's child)
+        prelude = prelude_namespace(job["prelude"], code_names(code_obj)) if job.get("prelude") else {}
     send(proto_out, *ready, "")  # in the order of READY_FIELDS
     while True:
         message = recv(proto_in)

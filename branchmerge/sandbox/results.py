@@ -45,6 +45,7 @@ class Limits:
     file_size_mb: int = 64  # RLIMIT_FSIZE
     open_files: int = 64  # RLIMIT_NOFILE
     python: str | None = None  # interpreter used inside the sandbox (default: chosen at start-up)
+    compile_timeout_s: float = 30.0  # C++: g++ wall time, once per solution
 
 
 @dataclass

@@ -193,7 +193,9 @@ def _env() -> dict:
     return dict(ENV)
 
 
-def _execute(code: str, suite: Suite, limits: Limits, tier: str, py: Interpreter, uid: int | None) -> Result:
+def _execute(
+    code: str, suite: Suite, limits: Limits, tier: str, py: Interpreter, uid: int | None, language: str = "python"
+) -> Result:
     started = time.monotonic()
     result = Result("sandbox_error", [], "", tier, total=len(suite.cases), python=py.version)
     try:
@@ -204,6 +206,8 @@ def _execute(code: str, suite: Suite, limits: Limits, tier: str, py: Interpreter
     try:
         job = {
             "code": code,
+            "language": language,
+            "compile_timeout_s": float(limits.compile_timeout_s),
             "mode": suite.mode,
             "fn_name": suite.fn_name,
             "timeout_s": float(limits.timeout_s),
@@ -214,7 +218,8 @@ def _execute(code: str, suite: Suite, limits: Limits, tier: str, py: Interpreter
             "prelude": py.exports if limits.lcb_prelude else None,
         }
         sent = session.channel.send(job)
-        ready = session.channel.recv(READY_FIELDS, time.monotonic() + STARTUP_S) if sent else "eof"
+        startup = STARTUP_S + (float(limits.compile_timeout_s) if language == "cpp" else 0.0)
+        ready = session.channel.recv(READY_FIELDS, time.monotonic() + startup) if sent else "eof"
         if not isinstance(ready, dict) or ready["ready"] != b"ready":
             result.detail = f"the harness did not start ({ready if isinstance(ready, str) else 'garbled'})"
             result.stderr = session.harness_log()
@@ -228,7 +233,9 @@ def _execute(code: str, suite: Suite, limits: Limits, tier: str, py: Interpreter
         compile_error = _text(ready["compile_error"])
         if compile_error:
             result.verdict, result.stderr = "compile_error", compile_error
-            result.detail = compile_error.strip().splitlines()[-1][:200]
+            lines = compile_error.strip().splitlines()
+            errors = [line for line in lines if "error" in line] or lines
+            result.detail = errors[0][:200]
             return result
         _run_cases(session, suite, limits, result)
         return result
@@ -326,32 +333,44 @@ def select_tier(limits: Limits) -> str:
 # ---------------------------------------------------------------- public API
 
 
+LANGUAGES = ("python", "cpp")
+
+
+def _check_language(language: str, suites: list[Suite]) -> None:
+    if language not in LANGUAGES:
+        raise choice_error("language", language, LANGUAGES)
+    if language == "cpp":
+        if shutil.which("g++") is None:
+            raise UserError("C++ solutions need g++ on this machine: apt-get install g++", exit_code=3)
+        if any(s.mode == "call" for s in suites):
+            raise UserError("call-based tests (fn_name) are Python-only; C++ solutions read stdin")
+
+
 def run(code: str, tests: dict, limits: Limits | None = None, language: str = "python") -> Result:
     """Run one solution against its tests in the strongest available sandbox."""
-    limits = limits or Limits()
-    if language != "python":
-        raise choice_error("language", language, ["python"])
-    suite = parse_tests(tests)
-    tier = select_tier(limits)
-    py = interpreter(limits.python)
-    with Slot() as slot:
-        return _execute(code, suite, limits, tier, py, slot.uid)
+    return run_many([(code, tests)], limits, workers=1, language=language)[0]
 
 
 def run_many(
-    jobs: Sequence[tuple[str, dict]], limits: Limits | None = None, workers: int | None = None
+    jobs: Sequence[tuple[str, dict]],
+    limits: Limits | None = None,
+    workers: int | None = None,
+    language: str = "python",
 ) -> list[Result]:
     """Run (code, tests) pairs on a pool of ``workers`` sandboxes (default: one per core); the
     results come back in the order of ``jobs``."""
     limits = limits or Limits()
     suites = [parse_tests(tests) for _, tests in jobs]
+    _check_language(language, suites)
     tier = select_tier(limits)
     py = interpreter(limits.python)
 
     def one(i: int) -> Result:
         with Slot() as slot:
-            return _execute(jobs[i][0], suites[i], limits, tier, py, slot.uid)
+            return _execute(jobs[i][0], suites[i], limits, tier, py, slot.uid, language)
 
+    if len(jobs) == 1:
+        return [one(0)]
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         return list(pool.map(one, range(len(jobs))))
 
