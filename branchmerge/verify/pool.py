@@ -69,7 +69,9 @@ class _Slot:
             [sys.executable, "-m", "branchmerge.verify.pool"],
             stdin=to_child_r,
             pass_fds=(from_child_w,),
-            env={**os.environ, "BRANCHMERGE_POOL_FD": str(from_child_w)},
+            # the caller's import path, so the worker finds what the caller found
+            env={**os.environ, "BRANCHMERGE_POOL_FD": str(from_child_w),
+                 "PYTHONPATH": os.pathsep.join(os.path.abspath(p or ".") for p in sys.path)},
         )
         os.close(to_child_r)
         os.close(from_child_w)
