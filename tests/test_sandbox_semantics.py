@@ -4,6 +4,7 @@ solutions, Decimal comparison edge cases, and the honest programs LCB's runner w
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -181,3 +182,11 @@ def test_run_many_keeps_order_and_isolates_solutions():
     codes = [AB_OK, "print(0)\n", "raise SystemExit(3)\n", AB_OK, "import os\nopen('state', 'w').write('x')\nprint(5)\n"]
     results = run_many([(c, AB) for c in codes], FAST, workers=2)
     assert [r.verdict for r in results] == ["accepted", "wrong_answer", "wrong_answer", "accepted", "wrong_answer"]
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+def test_multiprocessing_pool_in_bwrap():
+    # functions defined by the solution pickle by reference to __main__; bwrap gives a private /dev/shm
+    code = "import multiprocessing as mp\ndef sq(x):\n    return x * x\nif __name__ == '__main__':\n    with mp.Pool(2) as p:\n        print(sum(p.map(sq, range(10))))\n"
+    result = run(code, {"inputs": [""], "outputs": ["285"]}, Limits(timeout_s=5, tier="bwrap"))
+    assert result.verdict == "accepted", result.stderr

@@ -316,12 +316,14 @@ def _child(job, code_obj, prelude, stdin_fd, out_w, err_w, res_w, args, abi):
         sys.setrecursionlimit(50000)
         if hasattr(sys, "set_int_max_str_digits"):
             sys.set_int_max_str_digits(0)
-        g = {"__builtins__": __builtins__}
+        module = type(sys)("__main__" if job["mode"] == "stdio" else "tmp_sol")
+        sys.modules[module.__name__] = module  # so pickle (multiprocessing) and `import __main__` find it
+        g = module.__dict__
+        g["__builtins__"] = __builtins__
         g.update(prelude)
         for name in ("stdin", "stdout", "stderr", "__stdin__", "__stdout__", "__stderr__"):
             if name in g:
                 g[name] = getattr(sys, name)
-        g["__name__"] = "__main__" if job["mode"] == "stdio" else "tmp_sol"
         status = 0
         try:
             exec(code_obj, g)

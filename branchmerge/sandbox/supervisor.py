@@ -28,6 +28,7 @@ from branchmerge.sandbox.compare import compare_call, compare_stdio
 from branchmerge.sandbox.harness import READY_FIELDS, REPLY_FIELDS
 from branchmerge.sandbox.results import Limits, Result, TestResult
 from branchmerge.sandbox.tiers import (
+    ENV,
     NAMESPACES,
     SAFE_TIERS,
     TIERS,
@@ -144,17 +145,22 @@ class _Session:
             _adopt_orphans_once()
         self.plan = launch(tier, py, uid, limits)
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            self.plan.argv + [HARNESS],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            cwd=self.plan.cwd,
-            env={} if tier == "bwrap" else _env(),
-            start_new_session=True,
-            close_fds=True,
-            **self.plan.popen,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                self.plan.argv + [HARNESS],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.log,
+                cwd=self.plan.cwd,
+                env={} if tier == "bwrap" else dict(ENV),  # bwrap sets the sandbox's own
+                start_new_session=True,
+                **self.plan.popen,
+            )
+        except OSError:
+            self.log.close()
+            if self.plan.scratch:
+                shutil.rmtree(self.plan.scratch, ignore_errors=True)
+            raise
         cap = 2 * int(limits.output_limit_kb) * 1024 + (1 << 20)
         self.channel = _Channel(self.proc, cap)
 
@@ -185,12 +191,6 @@ class _Session:
 @cache
 def _adopt_orphans_once() -> None:
     adopt_orphans()
-
-
-def _env() -> dict:
-    from branchmerge.sandbox.tiers import ENV
-
-    return dict(ENV)
 
 
 def _execute(
@@ -234,8 +234,8 @@ def _execute(
         if compile_error:
             result.verdict, result.stderr = "compile_error", compile_error
             lines = compile_error.strip().splitlines()
-            errors = [line for line in lines if "error" in line] or lines
-            result.detail = errors[0][:200]
+            errors = [line for line in lines if "error:" in line] if language == "cpp" else []
+            result.detail = (errors or lines[-1:])[0][:200]  # g++'s first error; Python's last line
             return result
         _run_cases(session, suite, limits, result)
         return result
