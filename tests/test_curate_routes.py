@@ -111,7 +111,7 @@ def test_math_with_a_local_teacher_server(tmp_path):
     src = write_jsonl(tmp_path / "numina.jsonl", problems)
     out = tmp_path / "out"
     with ChatServer(responder=teacher_responder()) as server:
-        cfg = CurateConfig(domain="math", source=str(src), out=str(out), teacher="openai", model="r1",
+        cfg = CurateConfig(domain="math", source=str(src), out=str(out), teacher="deepseek-r1",
                            base_url=server.url, teacher_options={"concurrency": 4}, n_samples=2,
                            max_new_tokens=512, decontam=[AIME], select="shortest", max_per_problem=1)
         curate(cfg)
@@ -124,8 +124,10 @@ def test_math_with_a_local_teacher_server(tmp_path):
     data = _rows(out, "data")
     assert sorted(int(re.search(r"Problem (\d+):", r["prompt"]).group(1)) for r in data) == [0, 1, 2, 6, 7, 8]
     stats = _stats(out)
-    assert stats["teacher"]["engine"] == "openai" and stats["sampling"]["n"] == 2
-    assert stats["sampling"]["max_tokens"] == 512
+    assert stats["teacher"]["engine"] == "openai" and stats["teacher"]["model"] == "deepseek-reasoner"
+    assert stats["sampling"]["n"] == 2 and stats["sampling"]["max_tokens"] == 512
+    assert stats["sampling"]["temperature"] == 0.6  # from the preset
+    assert {b["model"] for b in server.bodies} == {"deepseek-reasoner"}
     assert stats["teacher_tokens"]["completion"] == sum(2 * (10 + i) for i in range(12))
     assert stats["token_lengths"]["count"] == 6 and stats["token_lengths"]["measure"] == "teacher completion tokens"
 
@@ -194,3 +196,24 @@ def test_rerun_without_resume_refuses_and_resume_is_idempotent(tmp_path):
     curate(CurateConfig(**cfg, resume=True))
     assert _rows(out, "data") == before
     assert len(RunStore(out).shards()) == 2 and len(RunStore(out)) == 8
+
+
+def test_hub_source_is_recognised_from_its_columns(tmp_path, monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load(path, name=None, split=None, revision=None, streaming=False):
+        calls.append((path, name, split, revision, streaming))
+        ds = datasets.Dataset.from_list(openr1_rows(4))
+        return ds.to_iterable_dataset() if streaming else ds
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    out = curate(CurateConfig(domain="math", source="open-r1/OpenR1-Math-220k", subset="default",
+                              revision="abc123", out=str(tmp_path / "o"), decontam=[], limit=3))
+    assert calls == [("open-r1/OpenR1-Math-220k", "default", "train", "abc123", True)]
+    stats = _stats(out)
+    assert stats["source"]["adapter"] == "openr1-math" and stats["source"]["kind"] == "hub"
+    assert _funnel(out)["source"]["out"] == 3
+    front = (out / "README.md").read_text().split("---\n")[1]
+    assert "license: apache-2.0" in front and "source_datasets:\n- open-r1/OpenR1-Math-220k" in front

@@ -115,7 +115,7 @@ class Curation:
 
     def load_items(self) -> tuple[Source, str, list[Item]]:
         cfg = self.config
-        source = open_source(cfg.source, cfg.split, cfg.subset, cfg.revision)
+        source = open_source(cfg.source, cfg.split, cfg.subset, cfg.revision, streaming=cfg.limit is not None)
         adapter = choose_adapter(source.columns, cfg.domain, source.name, cfg.schema, cfg.map)
         ctx = AdapterContext(cfg.domain, source.name, cfg.prompt_template, cfg.map,
                              has_domain_column="domain" in source.columns)

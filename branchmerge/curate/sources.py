@@ -35,6 +35,7 @@ class Source:
 
 def open_source(name: str, split: str = "train", subset: str | None = None, revision: str | None = None,
                 streaming: bool = False) -> Source:
+    """A local path when it exists, else a Hub id (``streaming`` avoids downloading all of a big one)."""
     path = Path(name).expanduser()
     if path.exists():
         return _open_local(path)
@@ -105,4 +106,7 @@ def _open_hub(name: str, split: str, subset: str | None, revision: str | None, s
             f"{type(exc).__name__}: {exc}. Check the id, --subset/--split, your network and HF_TOKEN, "
             "or give a local .jsonl/.parquet path"
         ) from None
-    return Source(name, list(ds.column_names or []), "hub", lambda: iter(ds), revision)
+    columns = list(ds.column_names or [])
+    if not columns:  # a streamed dataset without declared features: its first row tells
+        columns = list(next(iter(ds), None) or {})
+    return Source(name, columns, "hub", lambda: iter(ds), revision)
