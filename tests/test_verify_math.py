@@ -198,3 +198,20 @@ def test_equal_only_by_rounding_is_flagged() -> None:
     assert rounded.verdict == "correct" and rounded.detail["tolerance"] is True
     exact = grade("math", "<think>a</think>\\boxed{\\sqrt{4}}", "2.0")
     assert exact.verdict == "correct" and "tolerance" not in exact.detail
+
+
+@pytest.mark.parametrize(
+    ("segment", "expected"),
+    [
+        ("Final Answer: The final answer is $5$. I hope it is correct.", ("5", "final_answer_is")),
+        ("The final answer is: 7", ("7", "final_answer_is")),
+        ("Answer: 3\nOn reflection, the answer: 4", ("4", "answer_colon")),
+        ("**Final Answer**\n\\[\n\\boxed{\\dfrac{9}{7}}\n\\]", ("\\dfrac{9}{7}", "boxed")),
+        ("So $x=\\boxed{\\frac{\\sqrt{3}}{2}.}$", ("\\frac{\\sqrt{3}}{2}", "boxed")),
+        ("We get $\\boxed{1}$ and $\\boxed{2}$", ("1, 2", "boxed_multi")),
+        ("Nothing to see", ("", "none")),
+    ],
+)
+def test_math_extraction_rules(segment: str, expected: tuple[str, str]) -> None:
+    found = extract.math_answer(segment)
+    assert (found.text, found.rule) == expected

@@ -102,6 +102,7 @@ MATH_FALLBACKS: dict[str, re.Pattern[str]] = {
     "answer_colon": re.compile(rf"answer\s*\**\s*:\s*\**\s*(?:{_MATH_ENV}|{_PLAIN})", re.IGNORECASE | re.DOTALL),
 }
 DEFAULT_MATH_FALLBACKS = ("final_answer_is", "answer_colon")
+_ANCHOR = re.compile(r"final|answer", re.IGNORECASE)
 
 
 def _drop_full_stop(text: str) -> str:
@@ -110,18 +111,27 @@ def _drop_full_stop(text: str) -> str:
     return text[:-1].rstrip() if text.endswith(".") and not text.endswith("..") else text
 
 
+def _last_anchored(pattern: re.Pattern[str], segment: str) -> str:
+    """The value after the *last* place ``pattern`` matches (matches may overlap: "Final Answer:
+    The final answer is $5$" must give 5, not "The final answer is $5$")."""
+    for anchor in reversed(list(_ANCHOR.finditer(segment))):
+        m = pattern.match(segment, anchor.start())
+        if m:
+            value = next((v for v in m.groupdict().values() if v), "").strip().rstrip(".").strip()
+            if value:
+                return value
+    return ""
+
+
 def math_answer(segment: str, fallbacks: tuple[str, ...] = DEFAULT_MATH_FALLBACKS) -> Extraction:
     """The final math answer: the last box, then the anchored phrases in ``fallbacks`` (last match)."""
     boxed = last_boxed(segment)
     if boxed is not None and boxed.text:
         return Extraction(_drop_full_stop(boxed.text), boxed.rule)
     for name in fallbacks:
-        matches = list(MATH_FALLBACKS[name].finditer(segment))
-        if matches:
-            groups = matches[-1].groupdict()
-            value = next((v for v in groups.values() if v), "").strip().rstrip(".").strip()
-            if value:
-                return Extraction(value, name)
+        value = _last_anchored(MATH_FALLBACKS[name], segment)
+        if value:
+            return Extraction(value, name)
     return Extraction("", "none")
 
 
