@@ -121,8 +121,14 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print the repor
         for row in report["tiers"]:
             layers = row["layers"]
             shown = ", ".join(f"{k}={v}" for k, v in layers.items() if k != "rlimits") if layers else ""
-            table.add_row(row["tier"], "yes" if row["works"] else "no", shown, row["why_not"])
+            why = row["why_not"] or ("" if row["safe"] else "no isolation: only with --unsafe")
+            table.add_row(row["tier"], "yes" if row["works"] else "no", shown, why)
         out.print(table)
+        out.print(
+            "every tier: RLIMIT_AS and RLIMIT_CPU per test, "
+            + ", ".join(next((r["layers"].get("rlimits", []) for r in report["tiers"] if r["works"]), []))
+            + "; wall-clock kill of the whole process tree; capped output; empty environment"
+        )
         out.print(f"python in the sandbox: {report['python']}; uid: {report['uid']}")
         out.print(f"untrusted code runs in: [bold]{report['selected'] or 'nothing (install bubblewrap)'}[/]")
     if not report["selected"]:
