@@ -70,6 +70,8 @@ def test_math_replay_of_openr1_rows(tmp_path):
     assert len(rejected) == 2 + 5 + 1 + 2 + 7
     leak = [r for r in rejected if r["reason"] == "contaminated"]
     assert all(re.search(r"aime24/\S+", r["detail"]) for r in leak)
+    wrong = [r for r in rejected if r["reason"] == "incorrect"][0]
+    assert wrong["stage"] == "verify" and "extracted '4'" in wrong["detail"] and "gold '3'" in wrong["detail"]
     stats = _stats(out)
     assert stats["kind"] == "curation" and stats["rows"] == 11 and stats["problems"] == 11
     assert stats["source"]["adapter"] == "openr1-math"
@@ -167,6 +169,10 @@ def test_science_multiple_choice_with_a_column_map(tmp_path):
     data = _rows(out, "data")
     assert len(data) == 3 and all(r["reference"]["answer"] in "ABCD" for r in data)
     assert "A) Oxygen" in data[0]["prompt"] and "Answer: $LETTER" in data[0]["prompt"]
+    card = (out / "README.md").read_text()
+    (out / "README.md").unlink()
+    result = CliRunner().invoke(app, ["curate", "card", str(out)])
+    assert result.exit_code == 0 and (out / "README.md").read_text() == card
 
     loose = tmp_path / "loose"
     cfg = tmp_path / "c.yaml"

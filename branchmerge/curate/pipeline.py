@@ -10,6 +10,7 @@ exactly the dataset an uninterrupted run writes.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -221,7 +222,8 @@ class Curation:
         if row["verdict"] is None:
             return "no_reference", "the problem has no reference answer or tests to verify against"
         detail = row.get("verdict_detail") or {}
-        return row["verdict"], str(detail.get("reason") or detail.get("status") or "")[:500]
+        said = ", ".join(f"{k} {str(detail[k])[:200]!r}" for k in ("extracted", "gold", "rule") if detail.get(k))
+        return row["verdict"], said or json.dumps(detail, default=str)[:500]
 
     def format_filter(self, row: dict[str, Any]) -> tuple[str, str] | None:
         bad = filters.format_problem(row)
