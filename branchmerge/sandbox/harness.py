@@ -364,7 +364,7 @@ def _child(job, code_obj, prelude, stdin_fd, out_w, err_w, res_w, args, abi):
 
 
 def run_test(job, code_obj, prelude, message, abi, kill_all):
-    data = message.get("stdin", "").encode("utf-8")
+    data = message.get("stdin", "").encode("utf-8", "surrogatepass")
     stdin_fd = os.memfd_create("stdin", 0)
     os.write(stdin_fd, data)
     os.lseek(stdin_fd, 0, os.SEEK_SET)
