@@ -10,19 +10,16 @@ import typer
 
 from branchmerge.errors import UserError
 
-HELP = """Merge models (arcee_fusion, ties, dare_ties, dare_linear, task_arithmetic, linear, slerp, model_stock).
-
-Reads a mergekit YAML config, streams every tensor from memory-mapped safetensors through the
-method and writes it into pre-sized output shards. --mode compat (default) gives tensors
-bit-identical to mergekit 0.1.5 on CPU for the same config and --seed; --mode fast may differ
-where stats.json states. The output dtype is the config's out_dtype, else dtype.
-
-Examples:
-
-  branchmerge merge fusion.yaml runs/merged
-
-  branchmerge merge --method arcee_fusion --base runs/science --model runs/math --out runs/mid --dtype bfloat16
-"""
+HELP = (
+    "Merge models: arcee_fusion, ties, dare_ties, dare_linear, task_arithmetic, linear, slerp, model_stock.\n\n"
+    "Reads a mergekit YAML config, streams every tensor from memory-mapped safetensors through the method "
+    "and writes it into pre-sized output shards. --mode compat (default) gives tensors bit-identical to "
+    "mergekit 0.1.5 on CPU for the same config and --seed; --mode fast may differ as stats.json states. "
+    "The output dtype is the config's out_dtype, else dtype.\n\n"
+    "Examples:\n\n"
+    "  branchmerge merge fusion.yaml runs/merged\n\n"
+    "  branchmerge merge --method arcee_fusion --base runs/science --model runs/math --out runs/mid --dtype bfloat16"
+)
 
 
 def parse_size(text: str) -> int:
