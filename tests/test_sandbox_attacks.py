@@ -45,7 +45,7 @@ def test_fork_bomb(tier, tmp_path, host):
 @pytest.mark.parametrize("tier", SAFE_PARAMS)
 @pytest.mark.parametrize("code", ["x = bytearray(8 * 1024 ** 3)\n", "a = []\nwhile True:\n    a.append(' ' * 10 ** 7)\n"])
 def test_memory_bomb(tier, code, tmp_path, host):
-    result = run_in(tier, tmp_path, code, ONE, "--memory-mb", "256")
+    result = run_in(tier, tmp_path, code, ONE, "--memory-mb", "256", "--timeout-s", "5")  # slack for a loaded CI
     assert result["verdict"] == "memory_limit"
 
 
