@@ -261,25 +261,29 @@ def _task_arithmetic_kernel(sparsify: Callable | None, consensus: bool) -> Kerne
             deltas[row] = delta
             del delta
         weights = torch.tensor([per[i]["weight"] for i in others], dtype=deltas.dtype, device=deltas.device)
-        while weights.dim() < deltas.dim():
-            weights.unsqueeze_(-1)
-        deltas.mul_(weights)
-        if consensus:
-            mask = _sign_consensus(deltas, torch.int8 if shared["int8_mask"] else b.dtype)
-            mixed = (deltas * mask).sum(dim=0)
-            divisor = (weights * mask).sum(dim=0)
-            divisor[divisor == 0] = 1
-            del mask
-        else:
-            mixed = deltas.sum(dim=0)
-            divisor = weights.sum(dim=0)
-            divisor[divisor.abs() < 1e-8] = 1
-        del deltas
-        if shared["normalize"]:
-            mixed /= divisor
-        if shared["lambda"] != 1:
-            mixed *= shared["lambda"]
-        return ctx.cast((b + mixed).to(b.dtype))
+        # everything below is per element across the k deltas: column blocks give the same bits
+        flat = deltas.reshape(len(others), -1)
+        w2 = weights.reshape(-1, 1)
+        base_flat = b.reshape(-1)
+        out = torch.empty(base_flat.shape, dtype=ctx.out_dtype or b.dtype, device=b.device)
+        for start in range(0, flat.shape[1], BLOCK_ELEMENTS):
+            cols = slice(start, start + BLOCK_ELEMENTS)
+            d = flat[:, cols] * w2
+            if consensus:
+                mask = _sign_consensus(d, torch.int8 if shared["int8_mask"] else b.dtype)
+                mixed = (d * mask).sum(dim=0)
+                divisor = (w2 * mask).sum(dim=0)
+                divisor[divisor == 0] = 1
+            else:
+                mixed = d.sum(dim=0)
+                divisor = w2.sum(dim=0)
+                divisor[divisor.abs() < 1e-8] = 1
+            if shared["normalize"]:
+                mixed /= divisor
+            if shared["lambda"] != 1:
+                mixed *= shared["lambda"]
+            out[cols] = (base_flat[cols] + mixed).to(b.dtype)
+        return out.reshape(b.shape)
 
     return kernel
 
