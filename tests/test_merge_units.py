@@ -315,3 +315,35 @@ def test_order_statistics_match_sort(dtype: torch.dtype) -> None:
         assert got.dtype == dtype and torch.equal(got, expected)
     x = torch.tensor([1.0, float("nan"), -2.0, 3.0], dtype=dtype)
     assert torch.equal(order_statistics(x, torch.tensor([0, 2])), torch.tensor([-2.0, 3.0], dtype=dtype))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mode", "turbo"], "unknown mode 'turbo'"),
+        (["--shard-size", "lots"], "--shard-size 'lots'"),
+        (["--workers", "0"], "must be positive"),
+    ],
+)
+def test_bad_options(models: list[Path], tmp_path: Path, args: list[str], message: str) -> None:
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(_cfg("linear", models)))
+    res = CliRunner().invoke(app, ["merge", str(cfg_path), str(tmp_path / "out"), *args])
+    assert isinstance(res.exception, UserError) and message in str(res.exception)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
+def test_cuda_device_without_cuda_is_a_user_error(models: list[Path], tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="CUDA is not available"):
+        run_merge(parse_config(_cfg("linear", models)), tmp_path / "out", Options(device="cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu_within_rounding(models: list[Path], tmp_path: Path) -> None:
+    raw = _cfg("arcee_fusion", models, dtype="float32", out_dtype="float32")
+    run_merge(parse_config(raw), tmp_path / "cpu", Options(device="cpu"))
+    run_merge(parse_config(raw), tmp_path / "gpu", Options(device="cuda"))
+    cpu, gpu = load_dir(tmp_path / "cpu"), load_dir(tmp_path / "gpu")
+    for name, t in cpu.items():  # masks may flip at the fence; each element is still base or right
+        agree = (t == gpu[name]).float().mean().item()
+        assert agree > 0.99, name
