@@ -35,7 +35,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_dataset(tmp_path):
     src = write_jsonl(tmp_path / "p.jsonl", [{"problem": math_problem(i), "answer": str(math_answer(i))}
                                               for i in range(N)])
     killed = tmp_path / "killed"
-    with ChatServer(responder=teacher_responder(delay=0.08)) as server:
+    with ChatServer(responder=teacher_responder(delay=0.15)) as server:
         proc = subprocess.Popen([sys.executable, "-m", "branchmerge", *_args(src, killed, server.url)], cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
