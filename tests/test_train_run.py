@@ -162,3 +162,22 @@ def test_cli_trains_and_refuses_to_overwrite(setup, tmp_path):
     again = CliRunner().invoke(app, args)
     assert isinstance(again.exception, UserError) and "finished" in str(again.exception)
     assert CliRunner().invoke(app, [*args, "--resume"]).exit_code == 0  # nothing left to do
+
+
+def test_mixture_trains_on_several_datasets_at_once(setup, tmp_path):
+    from typer.testing import CliRunner
+
+    from branchmerge.cli import app
+
+    root, base, data = setup
+    other = write_jsonl(tmp_path / "extra.jsonl", toy_rows(40, seed=1))
+    out = tmp_path / "mix"
+    args = ["train", "mixture", "--data", str(data), "--data", str(other), "--base", str(base), "--out", str(out),
+            "--max-steps", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["domain"] == "mixture"
+    assert str(other) in stats["data"]["files"] and len(stats["data"]["files"]) == 2
+    assert stats["examples"]["rows"] == 240 + 40
+    assert stats["command"].count("--data ") == 2

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from branchmerge.records import DOMAINS
+from branchmerge.train.config import TRAIN_DOMAINS
 
 HELP = """Train one SFT branch (full-parameter, TRL SFTTrainer) on a curated domain dataset.
 
@@ -17,6 +17,9 @@ directory with metrics.jsonl, stats.json and a training card README.md.
 
 Example: branchmerge train math --data runs/curated/math --base runs/tiny --out runs/math --recipe demo
 
+Data Mixture baseline (one model on every domain): branchmerge train mixture --data runs/curated/math
+--data runs/curated/code --data runs/curated/science --base runs/tiny --out runs/mixture --recipe demo
+
 Several GPUs with DeepSpeed ZeRO-3 (the tinyr1 recipe turns it on):
 accelerate launch --num_processes 8 -m branchmerge train code --recipe tinyr1 --data D --base M --out O
 """
@@ -25,8 +28,13 @@ accelerate launch --num_processes 8 -m branchmerge train code --recipe tinyr1 --
 def register(app: typer.Typer) -> None:
     @app.command("train", help=HELP)
     def train_command(
-        domain: Annotated[str, typer.Argument(help=f"One of {', '.join(DOMAINS)}.")],
-        data: Annotated[str, typer.Option("--data", help="Curation output dir, or parquet/jsonl file(s).")],
+        domain: Annotated[
+            str, typer.Argument(help=f"One of {', '.join(TRAIN_DOMAINS)} (mixture: several --data at once).")
+        ],
+        data: Annotated[
+            list[str],
+            typer.Option("--data", help="Curation output dir, or parquet/jsonl file; repeat to train on a mixture."),
+        ],
         base: Annotated[str, typer.Option("--base", help="Base model: local directory or Hub id.")],
         out: Annotated[str, typer.Option("--out", help="Output directory (becomes the model dir).")],
         recipe: Annotated[str, typer.Option("--recipe", help="tinyr1, demo, or a recipe YAML file.")] = "demo",
@@ -47,7 +55,7 @@ def register(app: typer.Typer) -> None:
 
         config = TrainConfig(
             domain=domain,
-            data=data,
+            data=",".join(data),
             base=base,
             out=out,
             recipe=recipe,

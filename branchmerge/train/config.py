@@ -18,6 +18,10 @@ from typing import Any
 from branchmerge.errors import UserError, choice_error
 from branchmerge.records import DOMAINS
 
+# "mixture" trains one model on several domains at once: the paper's Data Mixture baseline, and the
+# demo's shared backbone. It uses the recipe's defaults (plus a "mixture" section if the recipe has one).
+TRAIN_DOMAINS = (*DOMAINS, "mixture")
+
 BUILTIN_RECIPES = ("tinyr1", "demo")
 OVERLONG = ("drop", "truncate")
 ZERO3_CONFIG = Path(__file__).with_name("zero3.json")
@@ -66,8 +70,8 @@ class TrainConfig:
 
     def resolve(self) -> TrainConfig:
         """Load the recipe section for ``domain`` and apply the overrides; check every key."""
-        if self.domain not in DOMAINS:
-            raise choice_error("domain", self.domain, DOMAINS)
+        if self.domain not in TRAIN_DOMAINS:
+            raise choice_error("domain", self.domain, TRAIN_DOMAINS)
         sections = load_recipe(self.recipe)
         settings = {**RECIPE_KEYS, **BASE_SETTINGS}
         settings.update(sections.get("defaults") or {})
@@ -113,9 +117,9 @@ def load_recipe(recipe: str) -> dict[str, Any]:
         raise UserError(f"{where}: not valid YAML: {exc}") from None
     if not isinstance(data, dict) or not ({"defaults", "domains"} & data.keys()):
         raise UserError(f"{where}: expected a mapping with 'defaults' and/or 'domains' sections")
-    unknown_domains = set(data.get("domains") or {}) - set(DOMAINS)
+    unknown_domains = set(data.get("domains") or {}) - set(TRAIN_DOMAINS)
     if unknown_domains:
-        raise UserError(f"{where}: unknown domain section(s) {sorted(unknown_domains)}; use {list(DOMAINS)}")
+        raise UserError(f"{where}: unknown domain section(s) {sorted(unknown_domains)}; use {list(TRAIN_DOMAINS)}")
     return data
 
 

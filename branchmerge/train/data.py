@@ -39,7 +39,13 @@ class Source:
 
 
 def find_source(data: str | Path) -> Source:
-    """A curation output (``DIR/data/*.parquet``), a directory of parquet/jsonl, or one such file."""
+    """A curation output (``DIR/data/*.parquet``), a directory of parquet/jsonl, or one such file.
+
+    Several of these, comma-separated, make one mixture (its curation summary is left out)."""
+    parts = [p for p in str(data).split(",") if p]
+    if len(parts) > 1:
+        sources = [find_source(p) for p in parts]
+        return Source(Path(str(data)), [f for s in sources for f in s.files])
     path = Path(data).expanduser()
     if not path.exists():
         raise UserError(f"--data {path}: no such file or directory")

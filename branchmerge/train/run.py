@@ -203,7 +203,7 @@ def _comparable(config: TrainConfig) -> dict[str, Any]:
         json.dumps(
             {
                 "domain": config.domain,
-                "data": str(Path(config.data).expanduser().resolve()),
+                "data": ",".join(str(Path(p).expanduser().resolve()) for p in config.data.split(",")),
                 "base": str(Path(config.base).expanduser().resolve()) if Path(config.base).expanduser().exists()
                 else config.base,
                 "recipe": config.recipe,
@@ -375,7 +375,10 @@ def hardware(processes: int) -> dict[str, Any]:
 
 
 def command(config: TrainConfig) -> str:
-    parts = ["branchmerge train", config.domain, "--data", config.data, "--base", config.base]
+    parts = ["branchmerge train", config.domain]
+    for path in config.data.split(","):
+        parts += ["--data", path]
+    parts += ["--base", config.base]
     parts += ["--out", config.out, "--recipe", config.recipe]
     if config.max_steps:
         parts += ["--max-steps", str(config.max_steps)]
