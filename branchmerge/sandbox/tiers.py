@@ -144,25 +144,26 @@ class Slot:
             os.close(self._fd)
 
 
-def _processes(uid: int) -> list[tuple[int, bytes, int]]:
-    """(pid, state, parent pid) of every process of ``uid``."""
+def _processes(uids: range) -> list[tuple[int, int, bytes, int]]:
+    """(pid, uid, state, parent pid) of every process whose uid is in ``uids``."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            if entry.stat().st_uid != uid:
+            uid = entry.stat().st_uid
+            if uid not in uids:
                 continue
             with open(f"/proc/{entry.name}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            found.append((int(entry.name), fields[0], int(fields[1])))
+            found.append((int(entry.name), uid, fields[0], int(fields[1])))
         except (OSError, IndexError, ValueError):
             continue
     return found
 
 
 def _live_pids(uid: int) -> list[int]:
-    return [pid for pid, state, _ in _processes(uid) if state not in (b"Z", b"X")]
+    return [pid for pid, _, state, _ in _processes(range(uid, uid + 1)) if state not in (b"Z", b"X")]
 
 
 def adopt_orphans() -> None:
@@ -176,24 +177,25 @@ def adopt_orphans() -> None:
 
 def kill_uid(uid: int, rounds: int = 50) -> int:
     """SIGKILL every live process of ``uid`` (a fork bomb may still be forking: repeat until none,
-    at most ``rounds`` times), then reap those that were orphaned to us."""
-    killed = 0
-    for _ in range(rounds):
-        pids = _live_pids(uid)
-        if not pids:
+    at most ``rounds`` times), and reap every sandbox zombie orphaned to us by now (of any slot:
+    one that died after its own sandbox's sweep is collected by the next one)."""
+    killed, me = 0, os.getpid()
+    for round_ in range(rounds + 1):
+        procs = _processes(SLOT_UIDS)
+        for pid, _, state, parent in procs:
+            if parent == me and state == b"Z":
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        live = [pid for pid, owner, state, _ in procs if owner == uid and state not in (b"Z", b"X")]
+        if not live or round_ == rounds:
             break
-        for pid in pids:
+        for pid in live:
             try:
                 os.kill(pid, 9)
                 killed += 1
             except OSError:
-                pass
-    me = os.getpid()
-    for pid, state, parent in _processes(uid):
-        if parent == me and state == b"Z":
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
                 pass
     return killed
 
