@@ -3,7 +3,9 @@
 Synthesizes 10k problems with two R1-style generations each (a third of the second ones wrong,
 some exact and near-duplicate problems, a few copied from AIME), then runs ``curate`` with the
 replay teacher and reports rows/s of verify + format + length + dedup + decontam + select and the
-share of each stage. The anchor is the issue's target: >= 500 rows/s on this machine.
+share of each stage. The anchor is the issue's target: >= 500 rows/s on this machine. The
+near-duplicate stage is also timed against datasketch's MinHash + MinHashLSH (same shingles,
+permutations and threshold) when datasketch is installed (a bench-only tool, not a dependency).
 
     python bench/curate.py [--rows 20000] [--chars 6000] [--workers 2]
 """
@@ -52,9 +54,11 @@ def synthesize(path: Path, rows: int, chars: int, seed: int = 0) -> int:
     with path.open("w", encoding="utf-8") as fh:
         for i in range(problems):
             answer = ANSWERS[i % len(ANSWERS)](rng)
-            text = problem_text(rng, i)
+            text = problem_text(random.Random(i), i)
             if i % 97 == 5:
-                text = problem_text(random.Random(i - 1), i - 1)  # an exact copy of an earlier problem
+                text = problem_text(random.Random(i - 1), i - 1).upper()  # an exact copy of an earlier problem
+            elif i % 89 == 3:  # a near copy: one word of an earlier problem changed
+                text = problem_text(random.Random(i - 2), i - 2).replace(" the ", " a ", 1)
             elif aime and i % 499 == 7:
                 text = aime[i % len(aime)]
             gens = []
@@ -68,6 +72,35 @@ def synthesize(path: Path, rows: int, chars: int, seed: int = 0) -> int:
                 "finish_reasons": ["stop", "stop"], "is_reasoning_complete": [True, True],
             }) + "\n")
     return problems * 2
+
+
+def dedup_anchor(texts: list[str], perms: int = 128, threshold: float = 0.8, k: int = 5) -> None:
+    """Our numpy MinHash LSH against datasketch's on the same problem texts."""
+    from branchmerge.curate.dedup import find_duplicates
+    from branchmerge.curate.textsig import normalized
+
+    start = time.perf_counter()
+    ours = set(find_duplicates(texts, threshold, perms, k))
+    t_ours = time.perf_counter() - start
+    try:
+        from datasketch import MinHash, MinHashLSH
+    except ImportError:
+        print(f"dedup on {len(texts)} problems: ours {t_ours:.2f}s; anchor datasketch not installed")
+        return
+    start = time.perf_counter()
+    lsh, theirs = MinHashLSH(threshold=threshold, num_perm=perms), set()
+    for i, text in enumerate(texts):
+        words = normalized(text).split()
+        m = MinHash(num_perm=perms)
+        m.update_batch([" ".join(words[j : j + k]).encode() for j in range(max(1, len(words) - k + 1))])
+        if lsh.query(m):
+            theirs.add(i)
+        else:
+            lsh.insert(str(i), m)
+    t_anchor = time.perf_counter() - start
+    print(f"dedup on {len(texts)} problems: ours {t_ours:.2f}s, datasketch {t_anchor:.2f}s, "
+          f"speed-up {t_anchor / t_ours:.1f}x; duplicates found: ours {len(ours)}, datasketch {len(theirs)}, "
+          f"both {len(ours & theirs)}")
 
 
 def main() -> int:
@@ -102,6 +135,7 @@ def main() -> int:
         curate(cfg)
         wall = time.perf_counter() - start
         stats = json.loads((work / "out" / "stats.json").read_text())
+        dedup_anchor([json.loads(line)["problem"] for line in src.open(encoding="utf-8")])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
