@@ -199,9 +199,12 @@ class ShardWriter:
             pos += done
 
     def close(self, out_dir: Path) -> list[str]:
-        """Flush, close, and write the shard index when there is more than one shard."""
+        """Close, and write the shard index when there is more than one shard.
+
+        No fsync: the directory only becomes visible through the final rename (mergekit does not
+        sync either), and syncing gigabytes would dominate the run time.
+        """
         for fd in self.fds:
-            os.fsync(fd)
             os.close(fd)
         self.fds = []
         if len(self.names) > 1:
