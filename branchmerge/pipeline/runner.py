@@ -13,8 +13,8 @@ import shlex
 import subprocess
 import sys
 import time
+from typing import Any
 
-import click
 import typer
 from rich.table import Table
 
@@ -39,12 +39,13 @@ def validate(recipe: Recipe, app: typer.Typer) -> None:
                 )
 
 
-def _resolve(root: click.Command, stage: Stage) -> click.Command:
+def _resolve(root: Any, stage: Stage) -> Any:
+    """The click command a stage names (typer may bring its own click, so groups are duck-typed)."""
     command = root
     words = list(stage.command)
-    ctx = click.Context(root)
+    ctx = root.context_class(root)
     while words:
-        if not isinstance(command, click.Group):
+        if not hasattr(command, "get_command"):
             break
         sub = command.get_command(ctx, words[0])
         if sub is None:
@@ -56,16 +57,24 @@ def _resolve(root: click.Command, stage: Stage) -> click.Command:
 
 def plan(recipe: Recipe) -> Table:
     table = Table(title=f"recipe {recipe.name}: {len(recipe.stages)} stages")
-    for col in ("#", "stage", "status", "command", "tokens", "GPU h"):
-        table.add_column(col, overflow="fold")
+    for col in ("#", "stage", "command", "status", "tokens", "GPU h"):
+        table.add_column(col)
     tokens = hours = 0.0
     for i, stage in enumerate(recipe.stages, 1):
         t, h = stage.estimate.get("tokens", 0.0), stage.estimate.get("gpu_hours", 0.0)
         tokens, hours = tokens + t, hours + h
         status = "[green]done[/]" if stage.done.exists() else "to run"
-        table.add_row(str(i), stage.id, status, "branchmerge " + shlex.join(stage.argv()), _fmt(t), f"{h:g}")
+        table.add_row(str(i), stage.id, " ".join(stage.command), status, _fmt(t), f"{h:g}")
     table.add_row("", "total", "", "", _fmt(tokens), f"{hours:g}")
     return table
+
+
+def print_commands(recipe: Recipe) -> None:
+    """The exact command line of every stage, copy-pasteable."""
+    for i, stage in enumerate(recipe.stages, 1):
+        launcher = shlex.join(stage.launcher) if stage.launcher else "branchmerge"
+        out.print(f"# {i}. {stage.id}" + (f": {stage.description}" if stage.description else ""), highlight=False)
+        out.print(f"{launcher} {shlex.join(stage.argv())}", highlight=False, soft_wrap=True)
 
 
 def _fmt(tokens: float) -> str:
@@ -80,6 +89,7 @@ def run(recipe: Recipe, app: typer.Typer, dry_run: bool = False) -> list[str]:
     validate(recipe, app)
     out.print(plan(recipe))
     if dry_run:
+        print_commands(recipe)
         return []
     env = {**os.environ, **recipe.env}
     ran = []
