@@ -14,11 +14,11 @@ from branchmerge.errors import UserError
 DOMAIN_CHOICES = ("math", "science", "code")
 HELP = """Grade completions: math, science or code.
 
-One pair (prints the verdict and why):
+Example, one pair (prints the verdict and why):
 
   branchmerge verify math --gold '\\frac{1}{2}' --pred '<think>...</think> So \\boxed{0.5}.'
 
-A file of rows (each with `completion` and `reference`; `finish_reason` optional), written back
+Example, a file of rows (each with `completion` and `reference`; `finish_reason` optional), written back
 with `verdict` and `verdict_detail`, a summary on stderr:
 
   branchmerge verify math runs/gen.jsonl --out runs/graded.jsonl --workers 2 --gold-format int
