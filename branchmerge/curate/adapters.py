@@ -70,11 +70,9 @@ class AdapterContext:
     has_domain_column: bool = True
 
     def prompt(self, default: str, **fields: str) -> str:
+        """Fill ``{name}`` placeholders in one pass (LaTeX braces and braces inside the values stay as they are)."""
         template = self.template or default
-        text = template
-        for key, value in fields.items():
-            text = text.replace("{" + key + "}", value)
-        return text
+        return re.sub(r"\{(" + "|".join(fields) + r")\}", lambda m: fields[m.group(1)], template)
 
 
 # -- helpers ------------------------------------------------------------------------------------

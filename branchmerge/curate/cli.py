@@ -63,7 +63,7 @@ def _make(domain: str):  # noqa: C901 (one flag per setting is the point)
         max_tokens_length: Annotated[int | None, Opt(help="Drop examples longer than this in student tokens (TinyR1 code: 16384).")] = None,
         student_tokenizer: Annotated[str | None, Opt(help="Tokenizer (path or Hub id) that measures lengths.")] = None,
         near_dup_threshold: Annotated[float | None, Opt(help="MinHash Jaccard threshold for near-duplicates \\[default: 0.8].")] = None,
-        decontam: Annotated[list[str] | None, Opt(help="Benchmarks to decontaminate against (name or name=FILE; 'none' to skip) \\[default: the domain's].")] = None,
+        decontam: Annotated[list[str] | None, Opt(help="Benchmarks to decontaminate against, repeated or comma-separated (name or name=FILE; 'none' to skip) \\[default: the domain's].")] = None,
         decontam_ngram: Annotated[int | None, Opt(help="Word n-gram size of the overlap test \\[default: 8].")] = None,
         select: Annotated[str | None, Opt(help="Per problem keep: first, shortest or all correct \\[default: all].")] = None,
         max_per_problem: Annotated[int | None, Opt(help="At most K completions per problem.")] = None,
@@ -87,7 +87,8 @@ def _make(domain: str):  # noqa: C901 (one flag per setting is the point)
             "map": parse_pairs(map_, "--map") or None,
             "where": _where(where) or None,
             "teacher_options": _typed(parse_pairs(teacher_option, "--teacher-option")) or None,
-            "decontam": None if decontam is None else [d for d in decontam if d.lower() != "none"],
+            "decontam": None if decontam is None else [
+                d.strip() for item in decontam for d in item.split(",") if d.strip() and d.strip().lower() != "none"],
         }
         cfg = CurateConfig.build(config, **given)
         path = curate(cfg)
