@@ -37,7 +37,7 @@ SLOT_UIDS = range(20000, 20000 + 1024)
 SLOT_LOCKS = Path("/tmp/branchmerge-sandbox-slots")
 _SYSTEM_READ = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/etc", "/dev/urandom", "/dev/zero"]
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
-       "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}  # fmt: skip
+       "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
 
 _INFO = r"""
 import json, sys, site
