@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,11 +70,8 @@ def test_one_gigabyte_of_output(tier, tmp_path, host):
 
 @pytest.mark.parametrize("tier", SAFE_PARAMS)
 def test_write_outside_its_dir(tier, tmp_path, host):
-    target = tmp_path / "open"
-    target.mkdir()
+    target = Path(tempfile.mkdtemp(prefix="branchmerge-escape-"))  # world-writable: only the sandbox stops it
     target.chmod(0o777)
-    for parent in [tmp_path, *tmp_path.parents]:  # only the sandbox may stop it, not permissions
-        parent.chmod(parent.stat().st_mode | 0o011)
     victims = [target / "escape.txt", Path("/tmp/branchmerge-escape-test.txt"), Path("/dev/shm/escape.txt")]
     code = (
         f"for path in {[str(v) for v in victims]!r}:\n"
@@ -80,9 +79,12 @@ def test_write_outside_its_dir(tier, tmp_path, host):
         "    except OSError:\n        pass\n"  # in bwrap /tmp and /dev/shm are private: writes may land there
         "open('mine.txt', 'w').write('ok')\nprint(open('mine.txt').read())\n"
     )
-    result = run_in(tier, tmp_path, code, {"inputs": [""], "outputs": ["ok"]})
-    assert result["verdict"] == "accepted", result  # its own working dir is writable
-    assert not any(v.exists() for v in victims)
+    try:
+        result = run_in(tier, tmp_path, code, {"inputs": [""], "outputs": ["ok"]})
+        assert result["verdict"] == "accepted", result  # its own working dir is writable
+        assert not any(v.exists() for v in victims)
+    finally:
+        shutil.rmtree(target)
 
 
 @pytest.mark.parametrize("tier", SAFE_PARAMS)
