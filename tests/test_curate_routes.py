@@ -201,6 +201,8 @@ def test_rerun_without_resume_refuses_and_resume_is_idempotent(tmp_path):
         curate(CurateConfig(**cfg))
     curate(CurateConfig(**cfg, resume=True))
     assert _rows(out, "data") == before
+    with pytest.raises(UserError, match="other settings.*prompt_template"):
+        curate(CurateConfig(**cfg, resume=True, prompt_template="Solve: {problem}"))
     assert len(RunStore(out).shards()) == 2 and len(RunStore(out)) == 8
 
 

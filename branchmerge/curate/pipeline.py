@@ -35,6 +35,9 @@ REJECTED_FIELDS = ("id", "sample_idx", "domain", "source", "stage", "reason", "d
                    "reasoning", "answer", "finish_reason", "verdict", "verdict_detail", "reference", "meta",
                    "model", "prompt_tokens", "completion_tokens")
 PERCENTILES = (10, 25, 50, 75, 90, 95, 99)
+# Settings that decide what the stored completions are; a resumed run must keep them.
+RUN_IDENTITY = ("domain", "source", "split", "subset", "revision", "schema", "map", "prompt_template", "teacher",
+                "engine", "model", "n_samples", "temperature", "top_p", "max_new_tokens", "seed")
 
 
 class Funnel:
@@ -83,6 +86,7 @@ class Curation:
     # -- stages ---------------------------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.config
+        self.check_resume()
         with self.funnel.timed("source"):
             source, adapter, items = self.load_items()
         with self.funnel.timed("generate"):
@@ -113,6 +117,19 @@ class Curation:
             push_to_hub(self.out, cfg.push_to_hub)
         log.info("curated %d rows into %s", len(rows), self.out)
         return self.out
+
+    def check_resume(self) -> None:
+        """Refuse to resume a run whose stored completions answer other questions (source, teacher, prompt)."""
+        path = self.out / "run.json"
+        mine = {k: v for k, v in self.config.to_dict().items() if k in RUN_IDENTITY}
+        if self.config.resume and path.exists():
+            before = json.loads(path.read_text(encoding="utf-8"))
+            changed = [f"{k}: {before.get(k)!r} -> {mine.get(k)!r}" for k in RUN_IDENTITY if before.get(k) != mine.get(k)]
+            if changed:
+                raise UserError(f"{self.out} was started with other settings ({'; '.join(changed)}); resume with "
+                                "the original ones, or use another --out")
+        elif self.config.resume or not (self.out / "shards").exists():
+            write_json(path, mine)
 
     def load_items(self) -> tuple[Source, str, list[Item]]:
         cfg = self.config
