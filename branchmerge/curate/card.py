@@ -153,9 +153,13 @@ def render_card(stats: dict[str, Any]) -> str:
         f"- Decontamination: word {decon.get('ngram')}-gram overlap with "
         + (", ".join(f"{k} ({v} problems)" for k, v in (decon.get("loaded") or {}).items()) or "no benchmark")
         + ".",
-        f"- Selection: `{stats['selection']['select']}`, at most "
-        f"{stats['selection']['max_per_problem'] or ('1' if stats['selection']['select'] != 'all' else 'all')} "
-        "per problem.",
+        f"- Selection: `{stats['selection']['select']}`, "
+        + (f"at most {stats['selection']['max_per_problem']}" if stats["selection"]["max_per_problem"]
+           else "every kept completion" if stats["selection"]["select"] == "all" else "at most 1")
+        + " per problem.",
+        f"- Length limit: {cfg.get('max_tokens_length') or 'none'}"
+        + (f" student tokens ({cfg.get('student_tokenizer')}, chat template applied)"
+           if cfg.get("max_tokens_length") else "") + ".",
     ]
     if stats.get("warnings"):
         parts += ["", "## Warnings", "", *[f"- **{w}**" for w in stats["warnings"]]]
