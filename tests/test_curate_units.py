@@ -91,6 +91,8 @@ def test_code_multiple_choice_numina_and_map_adapters():
     assert item.problem["reference"]["fn_name"] == "add" and "def add(a, b):" in item.problem["prompt"]
     cf = {"description": "Echo.", "official_tests": [{"input": "x\n", "output": "x\n"}]}
     assert adapt("code-tests", cf, 1, _ctx("code"), {}).problem["reference"] == {"inputs": ["x\n"], "outputs": ["x\n"]}
+    cc = {"question": "Echo.", "input_output": {"input": ["a\n"], "output": ["a\n"]}}
+    assert adapt("code-tests", cc, 1, _ctx("code"), {}).problem["reference"] == {"inputs": ["a\n"], "outputs": ["a\n"]}
     empty = {"question": "Sum.", "input_output": json.dumps({"inputs": [], "outputs": []})}
     assert adapt("code-tests", empty, 2, _ctx("code"), {}).reject == "malformed"
 

@@ -119,6 +119,8 @@ def code_tests(value: Any, column: str, fn_name: str | None = None) -> dict[str,
             tests = {"inputs": [t["input"] for t in tests], "outputs": [t["output"] for t in tests]}
         except (TypeError, KeyError):
             raise RowError(f"column {column!r}: expected a list of {{input, output}} objects") from None
+    if isinstance(tests, dict) and "inputs" not in tests and isinstance(tests.get("input"), list):
+        tests = {**tests, "inputs": tests["input"], "outputs": tests.get("output")}  # CodeContests layout
     if not isinstance(tests, dict) or not isinstance(tests.get("inputs"), list) or not isinstance(
         tests.get("outputs"), list
     ):
