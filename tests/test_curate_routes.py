@@ -225,3 +225,21 @@ def test_hub_source_is_recognised_from_its_columns(tmp_path, monkeypatch):
     assert _funnel(out)["source"]["out"] == 3
     front = (out / "README.md").read_text().split("---\n")[1]
     assert "license: apache-2.0" in front and "source_datasets:\n- open-r1/OpenR1-Math-220k" in front
+
+
+def test_length_limit_with_first_selection_falls_back_to_the_next_sample(tmp_path):
+    from branchmerge.tiny import train_tokenizer
+
+    rows = openr1_rows(4)
+    for i in (1, 2):  # a long first trace: over the limit, so the second (correct) one is kept instead
+        rows[i]["generations"][0] = rows[i]["generations"][0].replace("\n</think>", " " + "carry the one. " * 200
+                                                                      + "\n</think>")
+    src = write_jsonl(tmp_path / "openr1.jsonl", rows)
+    tok = tmp_path / "tok"
+    train_tokenizer([r["generations"][0] for r in rows], vocab_size=300).save_pretrained(tok)
+    out = curate(CurateConfig(domain="math", source=str(src), out=str(tmp_path / "o"), decontam=[],
+                              select="first", student_tokenizer=str(tok), max_tokens_length=400))
+    assert _funnel(out)["length"]["reasons"] == {"too_long": 2}
+    data = _rows(out, "data")
+    assert [(r["id"][-1], r["sample_idx"]) for r in data] == [("0", 0), ("1", 1), ("2", 1), ("3", 0)]
+    assert all(0 < r["num_tokens"] <= 400 for r in data)

@@ -251,7 +251,13 @@ class Curation:
         return ("repetition", loop) if loop else None
 
     def length(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Drop examples over the limit; rows that surely fit (byte bound) are counted later, when kept."""
+        """Drop examples over the limit.
+
+        Tokenizing is the costly part, so it is done only where it can change the result: a row that
+        surely fits (byte bound) is counted later, when kept; with ``--select first`` a problem's rows
+        are examined in order until it has as many fitting rows as the selection keeps (the others
+        would be dropped by the selection anyway). The kept dataset is the same as with every row measured.
+        """
         cfg = self.config
         limit = cfg.max_tokens_length
         if cfg.student_tokenizer:
@@ -260,13 +266,28 @@ class Curation:
         if not limit:
             self.funnel.stage("length", "completions", len(rows), len(rows), [])
             return rows
-        texts = [self.counter.text(filters.messages(r)) for r in rows]
-        unsure = [i for i, t in enumerate(texts) if not self.counter.within(t, limit)]
         rows = list(rows)
-        for i, n in zip(unsure, self.counter.count_texts([texts[i] for i in unsure]), strict=True):
-            rows[i] = {**rows[i], "num_tokens": n}
+        if cfg.select != "first":
+            self._measure_unsure(rows, list(range(len(rows))), limit)
+        else:
+            cap = cfg.max_per_problem or 1
+            groups: dict[str, list[int]] = defaultdict(list)
+            for i, row in enumerate(rows):
+                groups[row["id"]].append(i)
+            fitting: Counter[str] = Counter()
+            step = 0
+            while batch := [idx[step] for pid, idx in groups.items() if fitting[pid] < cap and step < len(idx)]:
+                self._measure_unsure(rows, batch, limit)
+                fitting.update(rows[i]["id"] for i in batch if rows[i].get("num_tokens", 0) <= limit)
+                step += 1
         return self.apply("length", rows, lambda r: ("too_long", f"{r['num_tokens']} tokens > {limit}")
                           if r.get("num_tokens", 0) > limit else None)
+
+    def _measure_unsure(self, rows: list[dict[str, Any]], indices: list[int], limit: int) -> None:
+        texts = {i: self.counter.text(filters.messages(rows[i])) for i in indices}
+        unsure = [i for i, t in texts.items() if not self.counter.within(t, limit)]
+        for i, n in zip(unsure, self.counter.count_texts([texts[i] for i in unsure]), strict=True):
+            rows[i] = {**rows[i], "num_tokens": n}
 
     def measure(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Fill ``num_tokens`` (student tokens, chat template applied) where it is still missing."""
