@@ -15,6 +15,8 @@ RUN_HELP = """Run solution(s) against tests in the strongest isolation tier this
 TESTS.json is the APPS/TACO/LiveCodeBench input_output shape: {"inputs": [...], "outputs": [...],
 "fn_name": "optional"}. Exit code 0 whatever the verdict; 3 when the sandbox itself failed.
 
+Example:
+
   branchmerge sandbox run solution.py --tests tests.json --timeout-s 6 --memory-mb 2048 --json
 
 C++ (stdin/stdout tests; compiled once per solution with g++ -O2 -std=c++17):
@@ -29,13 +31,20 @@ Several solutions run on a pool of --workers sandboxes (one JSON object per line
 DOCTOR_HELP = """Self-test every isolation tier (bwrap, unshare, landlock, none) and show which one
 runs untrusted code here, and with which layers.
 
+Example:
+
   branchmerge sandbox doctor
   branchmerge sandbox doctor --json
 """
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Run untrusted code against tests in an isolated sandbox.", no_args_is_help=True)
+    group = typer.Typer(
+        help="Run untrusted code against tests in an isolated sandbox.\n\n"
+        "Example: branchmerge sandbox run solution.py --tests tests.json --json\n\n"
+        "Example: branchmerge sandbox doctor",
+        no_args_is_help=True,
+    )
     group.command("run", help=RUN_HELP, no_args_is_help=True)(run)
     group.command("doctor", help=DOCTOR_HELP)(doctor)
     app.add_typer(group, name="sandbox")
