@@ -88,20 +88,6 @@ class RngTurns:
             self.cv.notify_all()
 
 
-def _return_freed_memory() -> None:
-    """glibc: serve large blocks (>= 16 MiB) with mmap so freed tensors go back to the OS at once.
-
-    Without this, glibc raises its mmap threshold after the first large free and keeps freed
-    tensor memory in per-thread heaps, which inflates the anonymous peak across jobs.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 32 << 20)  # M_TRIM_THRESHOLD
-
-
 def _config_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads((path / "config.json").read_text())
@@ -260,7 +246,6 @@ def run_merge(cfg: MergeConfig, out_dir: str | Path, opts: Options, config_text:
     if opts.shard_size <= 0 or opts.workers < 1:
         raise UserError("--shard-size and --workers must be positive")
     started = time.time()
-    _return_freed_memory()
     sampler = MemorySampler()
     sampler.start()
     if opts.device.startswith("cuda"):
