@@ -2,7 +2,8 @@
 
 Each known schema is recognised from its columns, whatever the source is (Hub id or local file):
 OpenR1-Math-220k, OpenThoughts-114k (default and ``metadata`` configs), TACO/APPS/Codeforces-style
-code with tests, multiple-choice science, NuminaMath-style math; anything else needs ``--map``.
+code with tests, multiple-choice science, NuminaMath-style math, and branchmerge's own problem rows
+(``records.py``); anything else needs ``--map``.
 An adapter never raises on a bad row: it returns an ``Item`` with ``reject`` set, so the row is
 counted and written to ``rejected/`` with its reason.
 """
@@ -312,7 +313,18 @@ def _mapped(row: dict[str, Any], ctx: AdapterContext, index: int) -> Item:
     return Item(index, _problem(ctx, index, prompt, reference, meta), replays, [str(f) for f in finish_list])
 
 
+def _problem_rows(row: dict[str, Any], ctx: AdapterContext, index: int) -> Item:
+    """branchmerge's own problem rows (records.py schema): prompts are already complete, ids kept."""
+    if row.get("domain") != ctx.domain:
+        return Item(index, reject="other_domain", detail=f"domain {row.get('domain')!r}, not {ctx.domain}")
+    problem = validate(dict(row), "problem")
+    if ctx.template:
+        problem["prompt"] = ctx.prompt(ctx.template, problem=problem["prompt"])
+    return Item(index, problem)
+
+
 ADAPTERS: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], AdapterContext, int], Item]]] = {
+    "problem-rows": (("math", "code", "science"), _problem_rows),
     "openr1-math": (("math",), _openr1),
     "openthoughts": (("math", "code", "science"), _openthoughts),
     "code-tests": (("code",), _code_io),
@@ -325,6 +337,8 @@ ADAPTERS: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], AdapterCont
 def recognise(columns: list[str]) -> str | None:
     """The adapter for a set of columns, or None."""
     cols = set(columns)
+    if {"id", "domain", "prompt", "reference"} <= cols:
+        return "problem-rows"
     if {"problem", "generations", "answer"} <= cols:
         return "openr1-math"
     if "conversations" in cols or {"problem", "deepseek_reasoning", "deepseek_solution"} <= cols:
@@ -363,7 +377,8 @@ def choose_adapter(columns: list[str], domain: str, source: str, forced: str | N
             raise UserError(
                 f"cannot recognise the schema of {source}; columns found: {', '.join(columns) or '(none)'}. "
                 "Known: OpenR1-Math-220k, OpenThoughts-114k, TACO/APPS/Codeforces code with tests, "
-                "multiple-choice science, NuminaMath-style math. Map the columns yourself, e.g. "
+                "multiple-choice science, NuminaMath-style math, branchmerge problem rows (id, domain, prompt, "
+                "reference). Map the columns yourself, e.g. "
                 "--map prompt=question,answer=solution"
             )
         name = found

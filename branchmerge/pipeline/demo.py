@@ -67,11 +67,21 @@ def prepare_inputs(out: Path, size: str, seed: int = 0, error_rate: float = 0.25
         }}
         write_text(tmp / "presets.yaml", yaml.safe_dump(presets, sort_keys=False))
         write_text(tmp / "benchmarks.yaml", yaml.safe_dump(_benchmarks(), sort_keys=False))
+        write_text(tmp / "merge_soup.yaml", yaml.safe_dump(_soup(out / "models"), sort_keys=False))
         from branchmerge.tiny import build_tiny_model
 
         build_tiny_model(tmp / "backbone", texts, vocab_size=600, hidden_size=96, num_layers=2,
                          num_heads=4, num_kv_heads=2, intermediate_size=192, seed=seed)
     return inputs
+
+
+def _soup(models: Path) -> dict:
+    """mergekit config of the baseline: an equal-weight average of the three branches (a model soup)."""
+    return {
+        "merge_method": "linear",
+        "models": [{"model": str(models / d), "parameters": {"weight": 1.0}} for d in ("math", "code", "science")],
+        "dtype": "float32",
+    }
 
 
 def _benchmarks() -> dict:
