@@ -59,3 +59,15 @@ def test_finished_stages_are_skipped_and_a_failing_stage_stops_the_run(tmp_path)
     )
     with pytest.raises(UserError, match="stage 'broken' failed with exit code 2"):
         run(load_recipe(recipe), app)
+
+
+def test_committed_data_cards_are_what_the_generator_writes(tmp_path):
+    from pathlib import Path
+
+    from branchmerge.curate.card import write_planned_cards
+
+    committed = Path(__file__).resolve().parents[1] / "data_cards"
+    for path in write_planned_cards("tinyr1", tmp_path):
+        assert (committed / path.name).read_text() == path.read_text(), f"regenerate {path.name}"
+        assert "Expected, not measured" in path.read_text()
+    assert "rows: 58000" in (committed / "tinyr1-curate-math.md").read_text()

@@ -7,6 +7,7 @@ any existing output (``branchmerge curate card DIR``) and the numbers cannot dri
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,90 @@ def render_card(stats: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def render_planned_card(recipe: str, stage_id: str, domain: str, options: dict[str, Any],
+                        expected: dict[str, Any], command: str) -> str:
+    """The card of a dataset a recipe *will* curate: its sources, teacher, filters and the sizes the
+    paper reports, clearly marked as expected. Running the stage replaces it with the measured card."""
+    import yaml
+
+    source = str(options.get("source", ""))
+    rows = int(expected.get("rows", 0))
+    meta: dict[str, Any] = {
+        "license": options.get("license") or KNOWN_LICENSES.get(source.lower(), "other"),
+        "language": ["en"],
+        "task_categories": ["text-generation", "question-answering"],
+        "size_categories": [size_category(rows)],
+        "tags": ["reasoning", "distillation", "branch-merge", domain, "synthetic", "planned"],
+        "pretty_name": f"branchmerge {recipe} {stage_id}",
+    }
+    if _hub_id(source):
+        meta["source_datasets"] = [source]
+    teacher = options.get("teacher", "")
+    verified = "every completion verified, only correct ones kept" if options.get("require_correct", True) \
+        and not options.get("no_require_correct") else "every completion verified and its verdict kept, wrong ones included"
+    lines = [
+        "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n",
+        f"# {recipe} / {stage_id} ({domain}): planned dataset",
+        "",
+        "**Expected, not measured.** This card describes what the recipe stage will produce; the sizes are the "
+        "ones the TinyR1-32B-Preview paper reports. Running the stage writes the measured card (funnel counts, "
+        "length histogram, teacher tokens) in its output directory, and `branchmerge curate card DIR` rewrites it.",
+        "",
+        "## Source",
+        "",
+        f"- Dataset: `{source}`" + (f", subset `{options['subset']}`" if options.get("subset") else "")
+        + (f", split `{options['split']}`" if options.get("split") else ""),
+        f"- Licence: {meta['license']}",
+        f"- Row filter (--where): {', '.join(options.get('where') or []) or 'none'}",
+        f"- Column mapping (--map): {', '.join(options.get('map') or []) or 'recognised from the columns'}",
+        "",
+        "## Teacher",
+        "",
+        f"- `{teacher}`" + (" (stored DeepSeek-R1 generations replayed; no new generation)" if teacher == "replay"
+                            else f", {options.get('n_samples', 1)} sample(s) per problem"),
+        "",
+        "## Filters",
+        "",
+        f"- Verification: {verified}.",
+        "- Format: exactly one closed think block, non-empty answer, not truncated, no runaway repetition.",
+        f"- Length: at most {options.get('max_tokens_length', 'no limit')} tokens of "
+        f"`{options.get('student_tokenizer', 'the student')}` with its chat template.",
+        f"- Near-duplicates: MinHash, Jaccard threshold {options.get('near_dup_threshold', 0.8)}.",
+        f"- Decontamination: word n-gram overlap with {', '.join(options.get('decontam') or []) or 'the domain benchmarks'}.",
+        f"- Selection: `{options.get('select', 'all')}`"
+        + (f", at most {options['max_per_problem']} per problem" if options.get("max_per_problem") else "") + ".",
+        "",
+        "## Expected size",
+        "",
+        *[f"- {k}: {v}" for k, v in expected.items()],
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        f"branchmerge {command}",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_planned_cards(recipe_name: str, out_dir: str | Path) -> list[Path]:
+    """One planned card per curation stage of a recipe (how ``data_cards/`` is produced)."""
+    from branchmerge.pipeline.recipe import load_recipe
+
+    recipe = load_recipe(recipe_name)
+    written = []
+    for stage in recipe.stages:
+        if stage.command[:1] != ["curate"] or len(stage.command) < 2:
+            continue
+        path = Path(out_dir) / f"{recipe.name}-{stage.id}.md"
+        card = render_planned_card(recipe.name, stage.id, stage.command[1], stage.options, stage.expected,
+                                   shlex.join(stage.argv()))
+        write_text(path, card)
+        written.append(path)
+    return written
 
 
 def write_card(out_dir: str | Path) -> Path:

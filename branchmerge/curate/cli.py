@@ -111,16 +111,22 @@ def _typed(pairs: dict[str, str]) -> dict[str, Any]:
 
 
 def card(
-    directory: Annotated[Path, typer.Argument(help="A curation output directory (with stats.json).")],
+    directory: Annotated[Path, typer.Argument(help="A curation output directory (with stats.json), or with "
+                                                "--recipe the folder for the planned cards.")],
+    recipe: Annotated[str | None, typer.Option(help="Write the planned cards of a recipe's curation stages.")] = None,
 ) -> None:
     """Rewrite the dataset card (README.md) of a curation output from its stats.json.
 
     Example: branchmerge curate card runs/curated/math
+
+    Example (planned cards of a recipe, as in data_cards/): branchmerge curate card data_cards --recipe tinyr1
     """
     from branchmerge.console import out as stdout
-    from branchmerge.curate.card import write_card
+    from branchmerge.curate.card import write_card, write_planned_cards
 
-    stdout.print(str(write_card(directory)))
+    paths = write_planned_cards(recipe, directory) if recipe else [write_card(directory)]
+    for path in paths:
+        stdout.print(str(path))
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,7 @@ import yaml
 
 from branchmerge.errors import UserError
 
-STAGE_KEYS = {"id", "command", "args", "options", "done", "estimate", "launcher", "description"}
+STAGE_KEYS = {"id", "command", "args", "options", "done", "estimate", "expected", "launcher", "description"}
 RECIPE_KEYS = {"name", "description", "vars", "env", "stages", "notes"}
 
 
@@ -44,6 +44,7 @@ class Stage:
     estimate: dict[str, float] = field(default_factory=dict)
     launcher: list[str] | None = None
     description: str = ""
+    expected: dict[str, Any] = field(default_factory=dict)  # published sizes, for planned data cards
 
     def argv(self) -> list[str]:
         """The command line after ``branchmerge``: command words, positional args, then options."""
@@ -139,6 +140,7 @@ def load_recipe(path: str | Path, overrides: dict[str, str] | None = None) -> Re
                 estimate={k: float(v) for k, v in (item.get("estimate") or {}).items()},
                 launcher=fill(item.get("launcher"), where),
                 description=str(item.get("description", "")),
+                expected=dict(item.get("expected") or {}),
             )
         )
     env = {k: str(fill(v, "env")) for k, v in (raw.get("env") or {}).items()}
