@@ -104,5 +104,6 @@ def finish(out: Path) -> None:
     from branchmerge.console import out as console
 
     md = out / "report.md"
-    console.print(Markdown(md.read_text()))
+    head = md.read_text().split("\n## Per benchmark")[0]  # the Table 1 layout and the merge verdicts
+    console.print(Markdown(head))
     console.print(f"\nReport: {out / 'report.html'} (HTML) and {md} (markdown)")

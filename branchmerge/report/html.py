@@ -20,6 +20,7 @@ from branchmerge.report.breakdown import breakdowns
 from branchmerge.report.compare import SOLVED, compare, problem_rates
 from branchmerge.report.load import EvalResult, Inputs, StageResult
 from branchmerge.report.mdhtml import markdown_to_html
+from branchmerge.report.merges import merge_statements
 from branchmerge.report.reference import NOTE
 from branchmerge.report.table import Column, Summary, cell_text, cell_values, ci95, detail, fmt_pct
 
@@ -61,6 +62,7 @@ def render_html(summary: Summary, inputs: Inputs, options: Options) -> str:
         "columns": summary.columns,
         "note": NOTE if any(r.published for r in summary.rows) else "",
         "version_notes": summary.version_notes(),
+        "merge_statements": merge_statements(summary, inputs),
         "citations": sorted({r.citation for r in summary.rows if r.published}),
         "details": _details(summary),
         "benches": [_bench(i, column, summary, options) for i, column in enumerate(summary.columns)],

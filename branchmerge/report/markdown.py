@@ -9,6 +9,7 @@ from __future__ import annotations
 from branchmerge.report import stages
 from branchmerge.report.compare import compare, problem_rates
 from branchmerge.report.load import Inputs, StageResult
+from branchmerge.report.merges import merge_statements
 from branchmerge.report.reference import NOTE
 from branchmerge.report.table import Summary, cell_text, detail
 
@@ -29,6 +30,9 @@ def render_markdown(title: str, summary: Summary, inputs: Inputs) -> str:
     lines = [f"# {md_escape(title)}", ""]
     if summary.columns:
         lines += _main_table(summary) + [""]
+        statements = merge_statements(summary, inputs)
+        if statements:
+            lines += ["## Merges versus their branches", "", *[f"- {md_escape(s)}" for s in statements], ""]
         lines += _detail_table(summary) + [""]
         lines += _comparisons(summary)
     if inputs.stages:
