@@ -359,12 +359,14 @@ def _fusion_importance(left: torch.Tensor, right: torch.Tensor, variant: str) ->
         q = F.softmax(right.reshape(-1), dim=-1) + 1e-8
         return torch.sum(p * torch.log(p / q)) * (left - right)
     imp = torch.empty_like(left)
-    for rows in row_blocks(left):
+    for rows in row_blocks(left):  # mergekit's ops, in place where that rounds the same
         a, b = left[rows], right[rows]
-        p = F.softmax(b, dim=-1) + 1e-8
-        q = F.softmax(a, dim=-1) + 1e-8
-        kl = torch.sum(p * torch.log(p / q), dim=-1, keepdim=True)
-        imp[rows] = (b - a).abs() * kl
+        p = F.softmax(b, dim=-1).add_(1e-8)
+        q = F.softmax(a, dim=-1).add_(1e-8)
+        r = torch.div(p, q).log_().mul_(p)
+        kl = r.sum(dim=-1, keepdim=True)
+        del r, q
+        torch.mul(torch.sub(b, a, out=p).abs_(), kl, out=imp[rows])
     return imp
 
 
@@ -390,7 +392,8 @@ def arcee_fusion(ts: list[torch.Tensor], base: int | None, shared: dict, per: li
         sel = imp[rows] > thr if variant == "paper" else imp[rows] >= thr
         taken += int(sel.sum())
         a = left[rows]
-        out[rows] = a + (right[rows] - a) * sel.float()
+        delta = (right[rows] - a) * sel.float()  # float32, as mergekit's float mask promotes
+        out[rows] = delta.add_(a)
     ctx.stats["fraction_from_right"] = taken / max(1, left.numel())
     ctx.stats["threshold"] = float(thr)
     return out
