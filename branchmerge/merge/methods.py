@@ -189,15 +189,16 @@ register(
 
 
 def _rescaled(t: torch.Tensor, mask: torch.Tensor, rescale: bool) -> torch.Tensor:
-    """Masked tensor; with ``rescale`` its L1 norm is matched to the unmasked one (mergekit's rule)."""
-    masked = t * mask
-    if not rescale:
+    """``t * mask`` computed in place (``t`` is scratch); with ``rescale`` its L1 norm is matched
+    to the unmasked one (mergekit's rule)."""
+    before = t.abs().sum() if rescale else None
+    masked = t.mul_(mask)
+    if before is None:
         return masked
-    before = t.abs().sum()
     after = masked.abs().sum()
     if before < 1e-7 or after < 1e-7:
         return masked
-    return masked * (before / after)
+    return masked.mul_(before / after)
 
 
 def _magnitude(delta: torch.Tensor, density: float, rescale: bool, ctx: Context) -> torch.Tensor:
@@ -213,8 +214,9 @@ def _magnitude(delta: torch.Tensor, density: float, rescale: bool, ctx: Context)
     n = delta.numel()
     k = max(1, int(density * n))
     w = delta.abs().reshape(-1)
-    if w.device.type == "cpu":
-        w = w.float()
+    if w.device.type == "cpu" and (ctx.mode == "fast" or w.element_size() > 2):
+        w = w.float()  # mergekit sorts float32 on CPU; 16-bit keys compare identically, so the
+        # argsort permutation is the same and the 16-bit sort needs half the scratch
     if ctx.mode == "fast":
         kth = torch.kthvalue(w, n - k + 1).values
         keep = w > kth
@@ -254,11 +256,13 @@ def _task_arithmetic_kernel(sparsify: Callable | None, consensus: bool) -> Kerne
         if not others:
             return ctx.cast(b)
         deltas = b.new_empty((len(others), *b.shape))
-        for row, i in enumerate(others):
-            delta = ts[i] - b
+        for row, i in enumerate(others):  # each delta is built and sparsified in its own row
+            delta = torch.sub(ts[i], b, out=deltas[row])
             if sparsify is not None:
-                delta = sparsify(delta, per[i]["density"], shared["rescale"], ctx)
-            deltas[row] = delta
+                result = sparsify(delta, per[i]["density"], shared["rescale"], ctx)
+                if result is not delta:
+                    deltas[row] = result
+                del result
             del delta
         weights = torch.tensor([per[i]["weight"] for i in others], dtype=deltas.dtype, device=deltas.device)
         # everything below is per element across the k deltas: column blocks give the same bits
