@@ -104,23 +104,34 @@ def _names(types: tuple[type, ...]) -> str:
     return " or ".join("null" if t is type(None) else t.__name__ for t in types)
 
 
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
+    """``(line number, value, None)`` for each non-blank line of a JSONL file, or ``(line number, None,
+    why)`` where a line is not JSON. Callers decide whether a bad line stops them or becomes a row."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line), None
+            except json.JSONDecodeError as exc:
+                yield lineno, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+
+
 def read_jsonl(path: str | Path, schema: str | None = None) -> Iterator[dict[str, Any]]:
     """Yield the rows of a JSONL file, validated against ``schema`` when given.
 
     Any unreadable or invalid row raises ``RecordError`` naming the file and line.
     """
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                yield validate(row, schema) if schema else row
-            except (json.JSONDecodeError, ValueError) as exc:
-                raise RecordError(f"{path}:{lineno}: {exc}") from None
+    for lineno, row, why in iter_jsonl(path):
+        try:
+            if why is not None:
+                raise ValueError(why)
+            yield validate(row, schema) if schema else row
+        except ValueError as exc:
+            raise RecordError(f"{path}:{lineno}: {exc}") from None
 
 
 def row_key(row: dict[str, Any], key_fields: Sequence[str]) -> tuple[Any, ...]:

@@ -7,13 +7,13 @@ carrying ``_malformed`` so the pipeline can reject it with its reason, like any 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from branchmerge.errors import UserError
+from branchmerge.records import iter_jsonl
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 MALFORMED = "_malformed"
@@ -83,15 +83,10 @@ def _parquet_rows(file: Path) -> Iterator[dict[str, Any]]:
 
 
 def _jsonl_rows(file: Path) -> Iterator[dict[str, Any]]:
-    with file.open(encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield {MALFORMED: f"{file.name}:{lineno}: not JSON ({exc.msg})"}
-                continue
+    for lineno, row, why in iter_jsonl(file):
+        if why is not None:
+            yield {MALFORMED: f"{file.name}:{lineno}: {why}"}
+        else:
             yield row if isinstance(row, dict) else {MALFORMED: f"{file.name}:{lineno}: not a JSON object"}
 
 

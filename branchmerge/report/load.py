@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from branchmerge.errors import UserError
+from branchmerge.records import iter_jsonl
 from branchmerge.report.stages import length_histogram
 
 STAGE_KINDS = ("curation", "training", "merge")
@@ -160,26 +161,21 @@ def _read_samples(path: Path, texts_per_verdict: int) -> list[dict[str, Any]]:
         return []
     rows = []
     kept: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (id, verdict) -> rows holding texts
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({exc})") from None
-            if not isinstance(row, dict) or "id" not in row:
-                raise UserError(f"{path}:{lineno}: expected a sample object with an 'id'")
-            if row.get("reasoning") or row.get("answer"):
-                row.pop("completion", None)  # the same text again, split
-            holders = kept.setdefault((str(row["id"]), str(row.get("verdict"))), [])
-            holders.append(row)
-            holders.sort(key=lambda r: r.get("sample_idx", 0))
-            for dropped in holders[texts_per_verdict:]:
-                for name in TEXT_FIELDS:
-                    dropped.pop(name, None)
-            del holders[texts_per_verdict:]
-            rows.append(row)
+    for lineno, row, why in iter_jsonl(path):
+        if why is not None:
+            raise UserError(f"{path}:{lineno}: {why}")
+        if not isinstance(row, dict) or "id" not in row:
+            raise UserError(f"{path}:{lineno}: expected a sample object with an 'id'")
+        if row.get("reasoning") or row.get("answer"):
+            row.pop("completion", None)  # the same text again, split
+        holders = kept.setdefault((str(row["id"]), str(row.get("verdict"))), [])
+        holders.append(row)
+        holders.sort(key=lambda r: r.get("sample_idx", 0))
+        for dropped in holders[texts_per_verdict:]:
+            for name in TEXT_FIELDS:
+                dropped.pop(name, None)
+        del holders[texts_per_verdict:]
+        rows.append(row)
     return rows
 
 

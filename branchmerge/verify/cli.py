@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from branchmerge.errors import UserError
+from branchmerge.records import iter_jsonl
 
 DOMAIN_CHOICES = ("math", "science", "code")
 HELP = """Grade completions: math, science or code.
@@ -88,30 +89,22 @@ def _verify_pair(domain: str, gold: str | None, pred: str | None, options: dict[
 
 def _read_rows(path: Path) -> tuple[list[dict[str, Any] | None], list[dict[str, Any]], list[str]]:
     """Every line's row (None where unreadable), the error rows, and the error messages."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
     rows: list[dict[str, Any] | None] = []
     bad: list[dict[str, Any]] = []
     problems: list[str] = []
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                why = None if isinstance(row, dict) else f"expected a JSON object, got {type(row).__name__}"
-            except json.JSONDecodeError as exc:
-                row, why = None, f"invalid JSON ({exc.msg} at column {exc.colno})"
-            if why is None and "completion" not in row:
-                why = "no `completion` field"
-            if why is not None:
-                problems.append(f"{path}:{lineno}: {why}")
-                base = row if isinstance(row, dict) else {}
-                bad.append({**base, "line": lineno, "verdict": "error",
-                            "verdict_detail": {"extracted": "", "gold": None, "rule": "unreadable_row", "error": why}})
-                rows.append(None)
-            else:
-                rows.append(row)
+    for lineno, row, why in iter_jsonl(path):
+        if why is None and not isinstance(row, dict):
+            why = f"expected a JSON object, got {type(row).__name__}"
+        if why is None and "completion" not in row:
+            why = "no `completion` field"
+        if why is not None:
+            problems.append(f"{path}:{lineno}: {why}")
+            base = row if isinstance(row, dict) else {}
+            bad.append({**base, "line": lineno, "verdict": "error",
+                        "verdict_detail": {"extracted": "", "gold": None, "rule": "unreadable_row", "error": why}})
+            rows.append(None)
+        else:
+            rows.append(row)
     return rows, bad, problems
 
 
