@@ -30,7 +30,7 @@ class Size:
 
 SIZES = {
     "tiny": Size({"math": 48, "code": 24, "science": 48}, 8, 30, 30, 48),
-    "small": Size({"math": 240, "code": 90, "science": 240}, 30, 150, 120, 96),
+    "small": Size({"math": 400, "code": 120, "science": 400}, 30, 300, 300, 96),
 }
 
 
