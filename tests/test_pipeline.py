@@ -71,3 +71,19 @@ def test_committed_data_cards_are_what_the_generator_writes(tmp_path):
         assert (committed / path.name).read_text() == path.read_text(), f"regenerate {path.name}"
         assert "Expected, not measured" in path.read_text()
     assert "rows: 58000" in (committed / "tinyr1-curate-math.md").read_text()
+
+
+def test_an_interrupted_stage_is_resumed_not_refused(tmp_path, tiny_model):
+    """A stage killed mid-way leaves a partial output; rerunning the recipe passes --resume to it."""
+    from tests.conftest import BENCHMARKS
+
+    out = tmp_path / "eval"
+    recipe = _recipe(
+        tmp_path,
+        f"  - {{id: ev, command: evaluate, options: {{bench: aime24, data: '{BENCHMARKS}/aime24.jsonl', "
+        f"model: '{tiny_model}', n: 1, max_tokens: 4, limit: 2, out: '{out}'}}, done: '{out}/aime24/summary.json'}}\n",
+    )
+    (out / "aime24" / "shards").mkdir(parents=True)
+    (out / "aime24" / "shards" / "part-00000.jsonl").write_text("")  # what a kill right after start leaves
+    run(load_recipe(recipe), app)
+    assert (out / "aime24" / "summary.json").exists()

@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -25,11 +26,8 @@ from branchmerge.pipeline.recipe import Recipe, Stage
 
 def validate(recipe: Recipe, app: typer.Typer) -> None:
     """Check that every stage names a real command and only options that command has."""
-    root = typer.main.get_command(app)
     for stage in recipe.stages:
-        command = _resolve(root, stage)
-        known = {opt for param in command.params for opt in getattr(param, "opts", []) if opt.startswith("--")}
-        known |= {opt for param in command.params for opt in getattr(param, "secondary_opts", [])}
+        known = flags(app, stage)
         for name in stage.options:
             flag = "--" + name.replace("_", "-")
             if flag not in known:
@@ -37,6 +35,13 @@ def validate(recipe: Recipe, app: typer.Typer) -> None:
                     f"stage {stage.id!r}: `branchmerge {' '.join(stage.command)}` has no option {flag}; "
                     f"it has {', '.join(sorted(known))}"
                 )
+
+
+def flags(app: typer.Typer, stage: Stage) -> set[str]:
+    """Every ``--option`` the stage's command accepts."""
+    command = _resolve(typer.main.get_command(app), stage)
+    known = {opt for param in command.params for opt in getattr(param, "opts", []) if opt.startswith("--")}
+    return known | {opt for param in command.params for opt in getattr(param, "secondary_opts", [])}
 
 
 def _resolve(root: Any, stage: Stage) -> Any:
@@ -98,6 +103,9 @@ def run(recipe: Recipe, app: typer.Typer, dry_run: bool = False) -> list[str]:
             err.print(f"[dim]{i}/{len(recipe.stages)} {stage.id}: done ({stage.done}), skipped[/]")
             continue
         argv = [*(stage.launcher or [sys.executable, "-m", "branchmerge"]), *stage.argv()]
+        out_dir = stage.options.get("out")
+        if out_dir and Path(str(out_dir)).exists() and "--resume" in flags(app, stage):
+            argv.append("--resume")  # an interrupted stage continues where it stopped
         err.rule(f"{i}/{len(recipe.stages)} {stage.id}")
         err.print(f"[dim]$ {shlex.join(argv)}[/]", highlight=False)
         start = time.monotonic()
