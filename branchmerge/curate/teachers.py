@@ -13,8 +13,8 @@ from typing import Any
 
 from branchmerge.curate.adapters import Item
 from branchmerge.curate.config import CurateConfig
-from branchmerge.engines import ENGINES, SamplingParams, get_engine, load_preset
-from branchmerge.errors import UserError
+from branchmerge.engines import ENGINES, SamplingParams, get_engine, load_preset, preset_table
+from branchmerge.errors import UserError, choice_error
 
 
 @dataclass
@@ -41,6 +41,8 @@ def build_teacher(config: CurateConfig, items: list[Item]) -> Teacher:
             options["base_url"] = config.base_url
         engine_name, model, sampling = config.teacher, config.model, {}
     else:
+        if config.teacher not in preset_table():
+            raise choice_error("teacher", config.teacher, [*ENGINES, *preset_table()])
         preset = load_preset(config.teacher, engine=config.engine, model=config.model, base_url=config.base_url,
                              **config.teacher_options)
         engine_name, model, options, sampling = preset.engine, preset.model, preset.options, preset.sampling

@@ -17,7 +17,7 @@ from branchmerge.errors import UserError, choice_error
 
 ENGINES = ("hf", "openai", "vllm", "replay", "toy")
 
-__all__ = ["Completion", "Engine", "Request", "SamplingParams", "ENGINES", "Preset", "get_engine", "load_preset"]
+__all__ = ["Completion", "Engine", "Request", "SamplingParams", "ENGINES", "Preset", "get_engine", "load_preset", "preset_table"]
 
 
 def get_engine(name: str, model: str, **options: Any) -> Engine:
