@@ -8,7 +8,6 @@ their heavy dependencies (torch, transformers) inside the command bodies, so ``-
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 from typing import Annotated
 
@@ -31,16 +30,16 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-# command -> (package under branchmerge/, issue that fills it in, help text used until then)
-STAGES: dict[str, tuple[str, int, str]] = {
-    "curate": ("curate", 4, "Curate verified teacher generations into a domain dataset."),
-    "train": ("train", 5, "Train one SFT branch per domain with TRL."),
-    "merge": ("merge", 6, "Merge branches (arcee_fusion, ties, dare, slerp, linear, ...)."),
-    "evaluate": ("evaluate", 7, "Evaluate models on AIME, MATH-500, GPQA-Diamond, LiveCodeBench."),
-    "report": ("report", 8, "Build HTML and markdown reports from result directories."),
-    "verify": ("verify", 3, "Grade completions: math, science or code."),
-    "sandbox": ("sandbox", 2, "Run untrusted code against tests in an isolated sandbox."),
-    "demo": ("pipeline", 9, "Run the whole method offline on a CPU in minutes."),
+# command -> package under branchmerge/ whose cli.py registers it ("pipeline" also adds `run`)
+STAGES: dict[str, str] = {
+    "curate": "curate",
+    "train": "train",
+    "merge": "merge",
+    "evaluate": "evaluate",
+    "report": "report",
+    "verify": "verify",
+    "sandbox": "sandbox",
+    "demo": "pipeline",
 }
 
 
@@ -61,23 +60,8 @@ def _root(
     setup_logging(verbose, quiet)
 
 
-def _pending(name: str, issue: int, help_text: str) -> None:
-    @app.command(
-        name,
-        help=f"{help_text}\n\nNot implemented yet (issue {issue}): exits 2.",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    )
-    def _command() -> None:
-        err.print(f"[yellow]branchmerge {name}[/] is not implemented yet (issue {issue}).")
-        raise typer.Exit(2)
-
-
-for _name, (_package, _issue, _help) in STAGES.items():
-    _module = f"branchmerge.{_package}.cli"
-    if importlib.util.find_spec(_module) is not None:
-        importlib.import_module(_module).register(app)
-    else:
-        _pending(_name, _issue, _help)
+for _package in dict.fromkeys(STAGES.values()):
+    importlib.import_module(f"branchmerge.{_package}.cli").register(app)
 
 
 def main() -> None:
