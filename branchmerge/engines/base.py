@@ -104,6 +104,16 @@ class Completion:
 OnComplete = Callable[[Completion], None]
 
 
+def pending(
+    requests: Sequence[Request], params: SamplingParams, skip: Collection[tuple[str, int]]
+) -> list[tuple[Request, int]]:
+    """The (request, sample index) pairs still to generate: ``params.n`` per request, minus ``skip``.
+
+    The one resume rule every engine follows, so a resumed run asks for exactly the missing samples.
+    """
+    return [(r, s) for r in requests for s in range(params.n) if (r.id, s) not in skip]
+
+
 class Engine(Protocol):
     name: str
     model: str

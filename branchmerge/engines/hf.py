@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from branchmerge.console import progress
-from branchmerge.engines.base import Completion, OnComplete, Request, SamplingParams
+from branchmerge.engines.base import Completion, OnComplete, Request, SamplingParams, pending
 from branchmerge.errors import UserError
 
 
@@ -85,7 +85,7 @@ class HFEngine:
         import torch
 
         texts = {r.id: self.render(r) for r in requests}
-        work = [(r.id, s) for r in requests for s in range(params.n) if (r.id, s) not in skip]
+        work = [(r.id, s) for r, s in pending(requests, params, skip)]
         results: list[Completion] = []
         with progress() as bar:
             task = bar.add_task(f"hf generate ({Path(self.model).name})", total=len(work))

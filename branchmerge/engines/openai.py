@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from branchmerge.console import log, progress
-from branchmerge.engines.base import Completion, OnComplete, Request, SamplingParams
+from branchmerge.engines.base import Completion, OnComplete, Request, SamplingParams, pending
 from branchmerge.errors import UserError
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -96,7 +96,7 @@ class OpenAIEngine:
         on_complete: OnComplete | None = None,
         skip: Collection[tuple[str, int]] = (),
     ) -> list[Completion]:
-        work = [(r, s) for r in requests for s in range(params.n) if (r.id, s) not in skip]
+        work = pending(requests, params, skip)
         results: list[Completion] = []
         failures: list[str] = []
         with progress() as bar, ThreadPoolExecutor(self.concurrency) as pool:

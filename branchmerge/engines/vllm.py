@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from branchmerge.engines.base import Completion, OnComplete, Request, SamplingParams
+from branchmerge.engines.base import Completion, OnComplete, Request, SamplingParams, pending
 from branchmerge.errors import UserError
 
 
@@ -67,7 +67,7 @@ class VLLMEngine:
             prompts[r.id] = r.prompt if r.prompt is not None else self.tokenizer.apply_chat_template(
                 r.messages, tokenize=False, add_generation_prompt=True
             )
-        work = [(r.id, s) for r in requests for s in range(params.n) if (r.id, s) not in skip]
+        work = [(r.id, s) for r, s in pending(requests, params, skip)]
         token_ids = {rid: self.tokenizer(prompts[rid], add_special_tokens=False)["input_ids"] for rid in prompts}
         for rid, ids in token_ids.items():
             if len(ids) + params.max_tokens > self.max_model_len:
