@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-BENCHMARKS = SHARED / "benchmarks"
+# Benchmark-shaped synthetic fixtures (never the shared real files: a plain clone has nothing beside it).
+BENCHMARKS = Path(__file__).resolve().parent / "data" / "benchmarks"
 
 TINY_CORPUS = [
     "What is 12 + 30? <think>\n12 + 30 = 42\n</think>\n\nThe answer is \\boxed{42}.",

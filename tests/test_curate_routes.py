@@ -76,7 +76,7 @@ def test_math_replay_of_openr1_rows(tmp_path):
     assert stats["kind"] == "curation" and stats["rows"] == 11 and stats["problems"] == 11
     assert stats["source"]["adapter"] == "openr1-math"
     assert stats["source_labels"] == {"both_correct": 21, "both_not_correct": 5}
-    assert stats["decontamination"]["loaded"] == {"aime24": 30}
+    assert stats["decontamination"]["loaded"] == {"aime24": 6}
 
     card = (out / "README.md").read_text()
     front = card.split("---\n")[1]

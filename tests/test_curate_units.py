@@ -161,7 +161,7 @@ def test_minhash_estimates_jaccard():
 
 def test_decontamination_flags_benchmark_overlap_but_not_boilerplate():
     index = build_index([f"aime24={BENCHMARKS / 'aime24.jsonl'}", "no-such-benchmark"], n=8)
-    assert index.loaded == {"aime24": 30}
+    assert index.loaded == {"aime24": 6}
     assert len(index.warnings) == 1 and "no-such-benchmark SKIPPED" in index.warnings[0]
     aime = json.loads((BENCHMARKS / "aime24.jsonl").read_text().splitlines()[0])["problem"]
     hit = index.hits("Rephrased: " + aime[:200] + "\nPlease reason step by step, and put your final answer within \\boxed{}.")

@@ -213,7 +213,6 @@ def test_livecodebench_run_is_graded_in_the_sandbox(tmp_path):
     assert summary["num_problems"] == 2  # the 2024-03 problem is outside the default window
 
 
-@pytest.mark.skipif(not BENCHMARKS.exists(), reason="shared benchmarks not present")
 def test_cli_end_to_end_on_a_tiny_model(tmp_path, tiny_model):
     from branchmerge.cli import app
 
