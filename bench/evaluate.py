@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from branchmerge.evaluate.benchmarks import load_benchmark  # noqa: E402
-from branchmerge.evaluate.registry import get_spec  # noqa: E402
+from branchmerge.benchmarks.loaders import load_benchmark  # noqa: E402
+from branchmerge.benchmarks.registry import get_spec  # noqa: E402
 from branchmerge.evaluate.run import RunOptions, cell, run_benchmark  # noqa: E402
 from branchmerge.reasoning import split_reasoning  # noqa: E402
 from branchmerge.records import RunStore  # noqa: E402

@@ -10,12 +10,12 @@ import zlib
 
 import pytest
 
+from branchmerge.benchmarks import loaders as benchmarks
+from branchmerge.benchmarks.loaders import lcb_release_files, load_benchmark, load_problems
+from branchmerge.benchmarks.registry import get_spec, list_benchmarks, resolve
+from branchmerge.benchmarks.safe_pickle import UnsafePickleError, decode_test_cases, safe_loads
 from branchmerge.errors import UserError
-from branchmerge.evaluate import benchmarks
-from branchmerge.evaluate.benchmarks import lcb_release_files, load_benchmark, load_problems
 from branchmerge.evaluate.prompts import Renderer, messages_for, template_opens_think, user_message
-from branchmerge.evaluate.registry import get_spec, list_benchmarks, resolve
-from branchmerge.evaluate.safe_pickle import UnsafePickleError, decode_test_cases, safe_loads
 from tests.conftest import BENCHMARKS
 from tests.evaluate_helpers import lcb_private, write_gpqa_csv, write_lcb_jsonl
 

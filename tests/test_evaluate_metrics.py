@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from branchmerge.benchmarks.registry import get_spec
 from branchmerge.evaluate.metrics import majority_correct, pass_at_k, score
-from branchmerge.evaluate.registry import get_spec
 from branchmerge.evaluate.run import cell, summarize
 
 

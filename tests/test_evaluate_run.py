@@ -8,8 +8,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from branchmerge.benchmarks.registry import get_spec
 from branchmerge.errors import UserError
-from branchmerge.evaluate.registry import get_spec
 from branchmerge.evaluate.run import RunOptions, run_benchmark
 from tests.conftest import BENCHMARKS
 from tests.evaluate_helpers import ScriptedEngine, write_gpqa_csv
@@ -98,7 +98,7 @@ def test_resume_after_a_kill_generates_only_the_rest(tmp_path, aime_file):
 KILL_SCRIPT = """
 import sys, time
 sys.path.insert(0, {root!r})
-from branchmerge.evaluate.registry import get_spec
+from branchmerge.benchmarks.registry import get_spec
 from branchmerge.evaluate.run import RunOptions, run_benchmark
 from tests.evaluate_helpers import ScriptedEngine
 from tests.test_evaluate_run import math_answer

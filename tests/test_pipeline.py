@@ -64,7 +64,7 @@ def test_finished_stages_are_skipped_and_a_failing_stage_stops_the_run(tmp_path)
 def test_committed_data_cards_are_what_the_generator_writes(tmp_path):
     from pathlib import Path
 
-    from branchmerge.curate.card import write_planned_cards
+    from branchmerge.pipeline.cards import write_planned_cards
 
     committed = Path(__file__).resolve().parents[1] / "data_cards"
     for path in write_planned_cards("tinyr1", tmp_path):

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from branchmerge.evaluate.registry import get_spec
+from branchmerge.benchmarks.registry import get_spec
 from branchmerge.evaluate.run import cell, summarize
 from branchmerge.report.build import build_report
 from branchmerge.report.table import fmt_tokens

@@ -7,7 +7,6 @@ any existing output (``branchmerge curate card DIR``) and the numbers cannot dri
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -260,23 +259,6 @@ def render_planned_card(recipe: str, stage_id: str, domain: str, options: dict[s
         "",
     ]
     return "\n".join(lines)
-
-
-def write_planned_cards(recipe_name: str, out_dir: str | Path) -> list[Path]:
-    """One planned card per curation stage of a recipe (how ``data_cards/`` is produced)."""
-    from branchmerge.pipeline.recipe import load_recipe
-
-    recipe = load_recipe(recipe_name)
-    written = []
-    for stage in recipe.stages:
-        if stage.command[:1] != ["curate"] or len(stage.command) < 2:
-            continue
-        path = Path(out_dir) / f"{recipe.name}-{stage.id}.md"
-        card = render_planned_card(recipe.name, stage.id, stage.command[1], stage.options, stage.expected,
-                                   shlex.join(stage.argv()))
-        write_text(path, card)
-        written.append(path)
-    return written
 
 
 def write_card(out_dir: str | Path) -> Path:

@@ -122,7 +122,8 @@ def card(
     Example (planned cards of a recipe, as in data_cards/): branchmerge curate card data_cards --recipe tinyr1
     """
     from branchmerge.console import out as stdout
-    from branchmerge.curate.card import write_card, write_planned_cards
+    from branchmerge.curate.card import write_card
+    from branchmerge.pipeline.cards import write_planned_cards
 
     paths = write_planned_cards(recipe, directory) if recipe else [write_card(directory)]
     for path in paths:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from branchmerge.benchmarks import load_problems
 from branchmerge.curate.textsig import WordIds, ngram_hashes
 
 
@@ -58,8 +59,6 @@ def build_index(specs: list[str], n: int) -> BenchmarkIndex:
     for spec in specs:
         name, data = parse_spec(spec)
         try:
-            from branchmerge.evaluate.benchmarks import load_problems
-
             problems = load_problems(name, data=data)
         except Exception as exc:  # offline, gated, unknown name, missing module: all must be loud
             message = (f"decontamination against {name} SKIPPED: could not load it ({type(exc).__name__}: "

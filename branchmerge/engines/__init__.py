@@ -39,7 +39,7 @@ def get_engine(name: str, model: str, **options: Any) -> Engine:
 
         return ReplayEngine(model=model, **options)
     if name == "toy":
-        from branchmerge.pipeline.toy import ToyTeacher
+        from branchmerge.engines.toy import ToyTeacher
 
         return ToyTeacher.from_files(model=model, **options)
     raise choice_error("engine", name, ENGINES)

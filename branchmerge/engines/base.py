@@ -104,6 +104,24 @@ class Completion:
 OnComplete = Callable[[Completion], None]
 
 
+class Delivered(list):
+    """The completions of one ``generate`` call, in the order they finished.
+
+    ``add`` hands each completion to ``on_complete`` the moment it exists, so the caller stores it
+    before anything else can fail: every engine delivers through this one loop, and none keeps
+    finished work only in memory.
+    """
+
+    def __init__(self, on_complete: OnComplete | None = None) -> None:
+        super().__init__()
+        self.on_complete = on_complete
+
+    def add(self, completion: Completion) -> None:
+        self.append(completion)
+        if self.on_complete is not None:
+            self.on_complete(completion)
+
+
 def pending(
     requests: Sequence[Request], params: SamplingParams, skip: Collection[tuple[str, int]]
 ) -> list[tuple[Request, int]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from branchmerge.console import progress
-from branchmerge.engines.base import Completion, OnComplete, Request, SamplingParams, pending
+from branchmerge.engines.base import Completion, Delivered, OnComplete, Request, SamplingParams, pending
 from branchmerge.errors import UserError
 
 
@@ -86,16 +86,14 @@ class HFEngine:
 
         texts = {r.id: self.render(r) for r in requests}
         work = [(r.id, s) for r, s in pending(requests, params, skip)]
-        results: list[Completion] = []
+        results = Delivered(on_complete)
         with progress() as bar:
             task = bar.add_task(f"hf generate ({Path(self.model).name})", total=len(work))
             for start in range(0, len(work), self.batch_size):
                 batch = work[start : start + self.batch_size]
                 torch.manual_seed(_batch_seed(params.seed, batch))
                 for completion in self._generate_batch(batch, texts, params):
-                    results.append(completion)
-                    if on_complete is not None:
-                        on_complete(completion)
+                    results.add(completion)
                 bar.advance(task, len(batch))
         return results
 

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from branchmerge.console import log, progress
-from branchmerge.engines.base import Completion, OnComplete, Request, SamplingParams, pending
+from branchmerge.engines.base import Completion, Delivered, OnComplete, Request, SamplingParams, pending
 from branchmerge.errors import UserError
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -97,7 +97,7 @@ class OpenAIEngine:
         skip: Collection[tuple[str, int]] = (),
     ) -> list[Completion]:
         work = pending(requests, params, skip)
-        results: list[Completion] = []
+        results = Delivered(on_complete)
         failures: list[str] = []
         with progress() as bar, ThreadPoolExecutor(self.concurrency) as pool:
             task = bar.add_task(f"openai {self.model}", total=len(work))
@@ -110,9 +110,7 @@ class OpenAIEngine:
                     failures.append(f"{rid}#{sample_idx}: {exc}")
                     log.warning("giving up on %s#%d after %d retries: %s", rid, sample_idx, self.max_retries, exc)
                 else:
-                    results.append(completion)
-                    if on_complete is not None:
-                        on_complete(completion)
+                    results.add(completion)
                 bar.advance(task)
         if failures:
             raise EngineError(

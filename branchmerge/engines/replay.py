@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from branchmerge.engines.base import Completion, OnComplete, Request, SamplingParams
+from branchmerge.engines.base import Completion, Delivered, OnComplete, Request, SamplingParams
 
 
 class ReplayEngine:
@@ -33,7 +33,7 @@ class ReplayEngine:
         skip: Collection[tuple[str, int]] = (),
     ) -> list[Completion]:
         """Every stored generation of each request (``params.n`` is ignored: the data decides)."""
-        results = []
+        results = Delivered(on_complete)
         for request in requests:
             texts = self.generations.get(request.id, ())
             reasons = self.finish_reasons.get(request.id, ())
@@ -41,8 +41,5 @@ class ReplayEngine:
                 if (request.id, s) in skip:
                     continue
                 finish = reasons[s] if s < len(reasons) and reasons[s] else "stop"
-                completion = Completion.build(request.id, s, text, finish, None, None, model=self.model)
-                results.append(completion)
-                if on_complete is not None:
-                    on_complete(completion)
+                results.add(Completion.build(request.id, s, text, finish, None, None, model=self.model))
         return results

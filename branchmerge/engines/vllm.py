@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from branchmerge.engines.base import Completion, OnComplete, Request, SamplingParams, pending
+from branchmerge.engines.base import Completion, Delivered, OnComplete, Request, SamplingParams, pending
 from branchmerge.errors import UserError
 
 
@@ -86,14 +86,11 @@ class VLLMEngine:
         outputs = self.llm.generate(
             [{"prompt_token_ids": token_ids[rid]} for rid, _ in work], sampling, use_tqdm=True
         )
-        results = []
+        results = Delivered(on_complete)
         for (rid, s), out in zip(work, outputs, strict=True):
             choice = out.outputs[0]
             finish = "length" if choice.finish_reason == "length" else "stop"
-            completion = Completion.build(
+            results.add(Completion.build(
                 rid, s, choice.text, finish, len(out.prompt_token_ids), len(choice.token_ids), model=self.model
-            )
-            results.append(completion)
-            if on_complete is not None:
-                on_complete(completion)
+            ))
         return results

@@ -89,8 +89,8 @@ def register(app: typer.Typer) -> None:
         engine_opt: Annotated[list[str], typer.Option("--engine-opt", help=H["engine_opt"])] = [],  # noqa: B006
         grade_workers: Annotated[int | None, typer.Option("--grade-workers", help=H["grade_workers"])] = None,
     ) -> None:
+        from branchmerge.benchmarks.registry import resolve
         from branchmerge.console import out as console
-        from branchmerge.evaluate.registry import resolve
         from branchmerge.evaluate.run import RunOptions, cell, load_for, run_benchmark
 
         if resume and rescore:

@@ -1,6 +1,6 @@
 """From a problem row to the chat the model sees, and the think-prefix check.
 
-Templates are data (benchmarks.yaml). DeepSeek-R1's protocol: no system prompt, everything in
+Templates are data (branchmerge/benchmarks/registry.yaml). DeepSeek-R1's protocol: no system prompt, everything in
 the user turn. R1-Distill chat templates since February 2025 open the assistant turn with
 ``<think>\\n`` themselves; older ones do not, and then the model may skip thinking. We detect
 which kind the tokenizer has and record it; ``--force-think`` renders the chat ourselves and

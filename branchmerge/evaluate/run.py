@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from branchmerge.atomic import write_json, write_text
+from branchmerge.benchmarks.loaders import Loaded, load_benchmark
+from branchmerge.benchmarks.registry import BenchSpec
 from branchmerge.console import log
 from branchmerge.engines.base import Completion, Request, SamplingParams
 from branchmerge.errors import UserError
 from branchmerge.evaluate import metrics, provenance
-from branchmerge.evaluate.benchmarks import Loaded, load_benchmark
 from branchmerge.evaluate.prompts import Renderer, messages_for
-from branchmerge.evaluate.registry import BenchSpec
 from branchmerge.records import RunStore, write_parquet
 
 KEY = ("id", "sample_idx")

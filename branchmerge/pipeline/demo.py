@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from branchmerge.atomic import temp_path, write_text
-from branchmerge.pipeline.toy import ToyTeacher, make_problems
+from branchmerge.engines.toy import ToyTeacher, make_problems
 from branchmerge.reasoning import join_reasoning
 
 

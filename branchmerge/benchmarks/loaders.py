@@ -18,10 +18,9 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from branchmerge.benchmarks.registry import BenchSpec, get_spec
+from branchmerge.benchmarks.safe_pickle import UnsafePickleError, decode_test_cases
 from branchmerge.errors import UserError
-from branchmerge.evaluate.registry import BenchSpec, get_spec
-from branchmerge.evaluate.registry import list_benchmarks as list_benchmarks
-from branchmerge.evaluate.safe_pickle import UnsafePickleError, decode_test_cases
 from branchmerge.records import validate
 
 LCB_RELEASE_FILES = ["test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl", "test5.jsonl", "test6.jsonl"]

@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from branchmerge.engines.base import Completion, OnComplete, Request, SamplingParams, pending
+from branchmerge.engines.base import Completion, Delivered, OnComplete, Request, SamplingParams, pending
 from branchmerge.errors import UserError
 
 MATH_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -228,18 +228,15 @@ class ToyTeacher:
         on_complete: OnComplete | None = None,
         skip: Collection[tuple[str, int]] = (),
     ) -> list[Completion]:
-        results = []
+        results = Delivered(on_complete)
         unknown = [r.id for r in requests if r.id not in self.knowledge]
         if unknown:
             raise UserError(f"the toy teacher only knows its own problems; unknown id(s): {', '.join(unknown[:5])}")
         for request, s in pending(requests, params, skip):
             problem = self.knowledge[request.id]
             text = self._write(problem, self.is_wrong(request.id, s))
-            completion = Completion.build(request.id, s, text, "stop", len(problem["prompt"].split()),
-                                          len(text.split()), model=self.model)
-            results.append(completion)
-            if on_complete is not None:
-                on_complete(completion)
+            results.add(Completion.build(request.id, s, text, "stop", len(problem["prompt"].split()),
+                                         len(text.split()), model=self.model))
         return results
 
     @staticmethod

@@ -1,6 +1,6 @@
 """The benchmark registry: benchmark specs and prompt templates kept as data (YAML).
 
-The package ships ``benchmarks.yaml``; a user YAML file of the same shape adds or overrides
+The package ships ``registry.yaml``; a user YAML file of the same shape adds or overrides
 benchmarks (``--bench my.yaml`` runs every benchmark it defines, ``--bench my.yaml:name`` one of
 them). Keeping specs as data means a run's config.json can record the exact spec it used.
 """
@@ -18,7 +18,7 @@ from typing import Any
 from branchmerge.errors import UserError, choice_error
 from branchmerge.records import DOMAINS
 
-BUILTIN = Path(__file__).with_name("benchmarks.yaml")
+BUILTIN = Path(__file__).with_name("registry.yaml")
 LOADERS = ("math", "gpqa", "livecodebench", "rows")
 SPEC_KEYS = {
     "description", "domain", "loader", "hub", "gated", "template", "n", "grader", "shuffle", "options",
