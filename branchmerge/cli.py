@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from branchmerge import __version__
-from branchmerge.console import err, setup_logging
+from branchmerge.console import err, setup_logging, verbosity
 from branchmerge.errors import UserError
 
 app = typer.Typer(
@@ -27,7 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,  # locals may hold API keys
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain click help: option names wrap instead of being cut at 80 columns
 )
 
 # command -> package under branchmerge/ whose cli.py registers it ("pipeline" also adds `run`)
@@ -65,11 +65,38 @@ for _package in dict.fromkeys(STAGES.values()):
 
 
 def main() -> None:
+    """Run the command line; every failure is one line on stderr and a meaningful exit code.
+
+    2: a mistake the user can fix (bad option, value, path or input); 1: the work could not be done
+    (nothing produced, a remote service failed); 130: interrupted. An unexpected internal error is one
+    line too, with its traceback behind ``-v``.
+    """
+    from typer import Abort
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
     try:
-        app()
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        err.print(exc.format_message(), markup=False, highlight=False)
+        sys.exit(2)
+    except ClickException as exc:  # a bad option or value, caught by the parser
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        _fail(exc.format_message() + hint, exc.exit_code)
     except UserError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+        _fail(str(exc), exc.exit_code)
+    except (KeyboardInterrupt, Abort):
         err.print("[yellow]interrupted[/]: partial outputs are kept; rerun with --resume to continue")
         sys.exit(130)
+    except Exception as exc:  # a bug of ours: one line, the traceback with -v
+        if verbosity() > 0:
+            raise
+        _fail(f"internal error ({type(exc).__name__}: {exc}); rerun with -v for the traceback and report it", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    from rich.text import Text
+
+    err.print(Text.assemble(("error: ", "bold red"), " ".join(message.split())), soft_wrap=True)
+    sys.exit(code)

@@ -27,11 +27,17 @@ log = logging.getLogger("branchmerge")
 
 T = TypeVar("T")
 _quiet = False
+_verbose = 0
+
+
+def verbosity() -> int:
+    """-1 with ``-q``, 0 by default, the number of ``-v`` otherwise."""
+    return -1 if _quiet else _verbose
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
-    global _quiet
-    _quiet = quiet
+    global _quiet, _verbose
+    _quiet, _verbose = quiet, verbose
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 0 else logging.INFO)
     logging.basicConfig(
         level=level,
@@ -40,6 +46,11 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
         force=True,
     )
     log.setLevel(level)
+
+
+def result(text: str) -> None:
+    """The command's final result line on stdout: what it made and where (shown even with ``-q``)."""
+    out.print(text, highlight=False, soft_wrap=True)
 
 
 def progress() -> Progress:

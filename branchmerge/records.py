@@ -176,6 +176,10 @@ class RunStore:
     def keys(self) -> set[tuple[Any, ...]]:
         return {row_key(row, self.key_fields) for row in self.rows()}
 
+    def has_rows(self) -> bool:
+        """Whether an earlier run stored at least one complete row (it got as far as a first result)."""
+        return next(self.rows(), None) is not None
+
     def __len__(self) -> int:
         return sum(1 for _ in self.rows())
 

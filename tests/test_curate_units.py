@@ -180,7 +180,7 @@ def test_config_file_and_flags(tmp_path):
     cfg_file.write_text("sauce: a.jsonl\n")
     with pytest.raises(UserError, match="unknown curation setting.*sauce"):
         CurateConfig.build(cfg_file, domain="math", out="o")
-    with pytest.raises(UserError, match="selection"):
+    with pytest.raises(UserError, match="--select: unknown select .best.; valid: first, shortest, all"):
         CurateConfig(domain="math", source="s", out="o", select="best")
 
 

@@ -276,7 +276,7 @@ def test_shorthand_cli(models: list[Path], tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert len(list(out.glob("model-*.safetensors"))) > 1
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["config"]["base_model"] == str(models[0]) and stats["workers"] == 3
+    assert stats["config"]["base_model"] == str(models[0]) and stats["threads"] == 3
 
 
 def test_shard_writer_round_trip(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from branchmerge.contracts import CurationStats
 from branchmerge.errors import UserError
 from branchmerge.report import stages
 from branchmerge.report.build import build_report
@@ -124,23 +125,35 @@ def test_different_bench_versions_are_separate_columns_never_averaged(tmp_path: 
     assert "AIME 2024 was run under 2 benchmark versions" in (tmp_path / "r.html").read_text()
 
 
-def test_stage_stats_are_read_tolerantly() -> None:
-    curation = json.loads((DATA / "curate-math" / "stats.json").read_text())
+def test_stage_stats_are_read_through_their_contracts(tmp_path) -> None:
+    curation = CurationStats.read(DATA / "curate-math")
     assert stages.funnel(curation)[:3] == [("source", 200.0), ("generate", 400.0), ("verify", 300.0)]
     assert stages.reasons(curation)[:2] == [("verify: incorrect", 90.0), ("select: not_selected", 55.0)]
     edges, counts, measure = stages.length_histogram(curation)
     assert len(edges) == 11 and sum(counts) == 200 and measure.startswith("student tokens")
-    as_mapping = {"funnel": {"generated": 10, "verified": {"count": 7, "rejected": {"wrong": 3}}},
-                  "reject_reasons": {"too_long": 1}}
-    assert stages.funnel(as_mapping) == [("generated", 10.0), ("verified", 7.0)]
-    assert dict(stages.reasons(as_mapping)) == {"too_long": 1.0, "verified: wrong": 3.0}
-    assert stages.funnel({"funnel": "garbage"}) == [] and stages.reasons({}) == []
+    assert curation.dump()["extra_key_from_the_future"] == [1, 2, 3]  # a newer writer's field passes through
     flat = dict(stages.flatten({"a": {"b": 1, "c": list(range(50))}, "d": "x" * 500}))
     assert flat["a.b"] == "1" and flat["a.c"] == "[50 items]" and len(flat["d"]) == 301
     training = load_dirs([DATA / "train-math"]).stages[0]
-    losses = stages.loss_history(training.stats, training.history)  # from metrics.jsonl, torn line skipped
+    losses = stages.loss_history(training.history)  # from metrics.jsonl, torn line skipped
     assert len(losses) == 12 and losses[0] == (1.0, pytest.approx(3.0 * 0.951229 + 1.0))
-    assert stages.loss_history({"log_history": [{"step": 2, "loss": 0.5}, {"step": 3}]}, []) == [(2.0, 0.5)]
+
+    # a file that lacks a field, or holds a mistyped one, fails with one line naming the file and the field
+    broken = tmp_path / "broken"
+    shutil.copytree(DATA / "curate-math", broken)
+    stats = json.loads((broken / "stats.json").read_text())
+    del stats["funnel"][1]["out"]
+    (broken / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(UserError, match=r"broken/stats.json: missing key 'funnel.1.out'"):
+        load_dirs([broken])
+    stats["funnel"][1]["out"], stats["rows"] = 400, "many"
+    (broken / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(UserError, match=r"stats.json: key 'rows'"):
+        load_dirs([broken])
+    stats["rows"], stats["schema_version"] = 200, 99
+    (broken / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(UserError, match="schema_version 99 is newer"):
+        load_dirs([broken])
 
 
 def test_only_the_samples_a_viewer_can_show_keep_their_texts() -> None:

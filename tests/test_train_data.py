@@ -122,7 +122,7 @@ def test_prepare_counts_drops_and_truncation(tokenizer, tmp_path):
 def test_curation_output_is_found_with_its_stats(tmp_path):
     source = find_source(write_curation(tmp_path / "cur", toy_rows(5)))
     assert [f.name for f in source.files] == ["train-00000-of-00001.parquet"]
-    assert source.curation["rows"] == 5
+    assert source.curation.rows == 5
     assert len(load_rows(source)) == 5
 
 
@@ -162,10 +162,10 @@ def test_tokenizer_without_chat_template(tokenizer):
 
 
 def test_recipes_resolve_per_domain_with_overrides():
-    math = TrainConfig("math", "d", "b", "o", recipe="tinyr1").resolve().settings
-    code = TrainConfig("code", "d", "b", "o", recipe="tinyr1").resolve().settings
+    math = TrainConfig("math", "d", "b", "o", hparams="tinyr1").resolve().settings
+    code = TrainConfig("code", "d", "b", "o", hparams="tinyr1").resolve().settings
     science = TrainConfig(
-        "science", "d", "b", "o", recipe="tinyr1", overrides=parse_overrides(["learning_rate=2e-5"])
+        "science", "d", "b", "o", hparams="tinyr1", overrides=parse_overrides(["learning_rate=2e-5"])
     ).resolve().settings
     assert (math["num_train_epochs"], code["num_train_epochs"], science["num_train_epochs"]) == (5, 15, 5)
     assert (math["global_batch_size"], code["global_batch_size"], science["global_batch_size"]) == (96, 96, 32)
@@ -187,10 +187,10 @@ def test_bad_recipe_settings_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="unknown domain"):
         TrainConfig("poetry", "d", "b", "o").resolve()
     with pytest.raises(UserError, match="neither a built-in"):
-        TrainConfig("math", "d", "b", "o", recipe=str(tmp_path / "nope.yaml")).resolve()
+        TrainConfig("math", "d", "b", "o", hparams=str(tmp_path / "nope.yaml")).resolve()
     custom = tmp_path / "r.yaml"
     custom.write_text(json.dumps({"defaults": {"max_length": 32}, "domains": {"code": {"num_train_epochs": 2}}}))
-    settings = TrainConfig("code", "d", "b", "o", recipe=str(custom)).resolve().settings
+    settings = TrainConfig("code", "d", "b", "o", hparams=str(custom)).resolve().settings
     assert (settings["max_length"], settings["num_train_epochs"]) == (32, 2)
     assert parse_overrides(["a=1", "b=true", "c=null", "d=cosine", "e=1e-5"]) == {
         "a": 1, "b": True, "c": None, "d": "cosine", "e": 1e-5
@@ -219,7 +219,7 @@ def test_zero3_config_and_machine_dependent_settings():
 
     zero = json.loads(ZERO3_CONFIG.read_text())["zero_optimization"]
     assert zero["stage"] == 3 and zero["stage3_gather_16bit_weights_on_model_save"] is True
-    settings = TrainConfig("code", "d", "b", "o", recipe="tinyr1").resolve().settings
+    settings = TrainConfig("code", "d", "b", "o", hparams="tinyr1").resolve().settings
     assert settings["deepspeed"] == "zero3"
     if find_spec("deepspeed") is None:
         with pytest.raises(UserError, match="'deepspeed' is not installed"):

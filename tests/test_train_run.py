@@ -26,7 +26,7 @@ def setup(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(setup):
     root, base, data = setup
-    config = TrainConfig("math", str(data), str(base), str(root / "math"), recipe="demo")
+    config = TrainConfig("math", str(data), str(base), str(root / "math"), hparams="demo")
     return config, train(config)
 
 
@@ -88,7 +88,7 @@ def test_interrupted_run_resumes_to_the_same_weights(setup):
     overrides = {"save_steps": 3, "logging_steps": 1, "save_total_limit": 2}
 
     def config(name, resume=False):
-        return TrainConfig("science", str(data), str(base), str(root / name), recipe="demo", max_steps=8,
+        return TrainConfig("science", str(data), str(base), str(root / name), hparams="demo", max_steps=8,
                            resume=resume, overrides=overrides)
 
     whole = train(config("whole"))
@@ -119,7 +119,7 @@ def test_interrupted_run_resumes_to_the_same_weights(setup):
     assert resumed["tokens_seen"] == whole["tokens_seen"]
     (root / "cut" / "stats.json").unlink()  # pretend unfinished, then resume with another schedule
     with pytest.raises(UserError, match="different settings.*max_steps"):
-        train(TrainConfig("science", str(data), str(base), str(root / "cut"), recipe="demo", max_steps=9,
+        train(TrainConfig("science", str(data), str(base), str(root / "cut"), hparams="demo", max_steps=9,
                           resume=True, overrides=overrides))
 
 

@@ -40,13 +40,17 @@ def write_curation(path: Path, rows: list[dict[str, Any]]) -> Path:
 
     (path / "data").mkdir(parents=True)
     write_parquet(path / "data" / "train-00000-of-00001.parquet", [{**r, "meta": {"k": 1}} for r in rows])
-    stats = {
+    stats = {  # the shape branchmerge.contracts.CurationStats reads
         "kind": "curation",
+        "schema_version": 1,
         "domain": "math",
         "rows": len(rows),
+        "problems": len(rows),
         "rejected": 7,
+        "source": {"name": "toy.jsonl", "kind": "local", "adapter": "map"},
         "teacher": {"name": "toy", "model": "toy-teacher"},
-        "funnel": [{"stage": "verify", "in": len(rows) + 7, "out": len(rows), "dropped": 7, "reasons": {}}],
+        "funnel": [{"stage": "verify", "unit": "completions", "in": len(rows) + 7, "out": len(rows), "dropped": 7,
+                    "reasons": {"incorrect": 7}}],
     }
     (path / "stats.json").write_text(json.dumps(stats))
     (path / "README.md").write_text("# curated math\n")

@@ -6,12 +6,14 @@ any existing output (``branchmerge curate card DIR``) and the numbers cannot dri
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from branchmerge import settings
 from branchmerge.atomic import write_text
-from branchmerge.errors import UserError
+from branchmerge.cards import dataset_card
+from branchmerge.contracts import CurationStats
+from branchmerge.curate.config import CurateConfig
 
 KNOWN_LICENSES = {
     "open-r1/openr1-math-220k": "apache-2.0",
@@ -50,41 +52,35 @@ def size_category(n: int) -> str:
     return "10M<n<100M"
 
 
-def _license(stats: dict[str, Any]) -> str:
-    given = (stats.get("config") or {}).get("license")
-    if given:
-        return str(given)
-    return KNOWN_LICENSES.get(str(stats["source"]["name"]).lower(), "other")
+def _license(stats: CurationStats) -> str:
+    return str(stats.config.get("license") or KNOWN_LICENSES.get(stats.source.name.lower(), "other"))
 
 
 def _hub_id(name: str) -> str | None:
     return name if name.count("/") == 1 and not Path(name).exists() else None
 
 
-def front_matter(stats: dict[str, Any]) -> str:
-    import yaml
-
-    meta: dict[str, Any] = {
-        "license": _license(stats),
+def card_meta(domain: str, rows: int, license_: str, source: str, pretty_name: str,
+              extra_tags: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The ``DatasetCardData`` of a curated dataset (measured or planned)."""
+    return {
+        "license": license_,
         "language": ["en"],
         "task_categories": ["text-generation", "question-answering"],
-        "size_categories": [size_category(stats["rows"])],
-        "tags": ["reasoning", "distillation", "branch-merge", stats["domain"], "synthetic"],
-        "pretty_name": f"branchmerge {stats['domain']} curation",
+        "size_categories": [size_category(rows)],
+        "tags": ["reasoning", "distillation", "branch-merge", domain, "synthetic", *extra_tags],
+        "pretty_name": pretty_name,
+        "source_datasets": [source] if _hub_id(source) else None,
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
     }
-    hub = _hub_id(stats["source"]["name"])
-    if hub:
-        meta["source_datasets"] = [hub]
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
 
 
-def _funnel_table(stats: dict[str, Any]) -> str:
+def _funnel_table(stats: CurationStats) -> str:
     lines = ["| stage | what | in | out | dropped | reasons |", "|---|---|---:|---:|---:|---|"]
-    for s in stats["funnel"]:
-        reasons = ", ".join(f"{k}: {v}" for k, v in s["reasons"].items()) or "-"
-        lines.append(f"| {s['stage']} | {STAGE_TEXT.get(s['stage'], '')} ({s['unit']}) | {s['in']} | {s['out']} "
-                     f"| {s['dropped']} | {reasons} |")
+    for s in stats.funnel:
+        reasons = ", ".join(f"{k}: {v}" for k, v in s.reasons.items()) or "-"
+        lines.append(f"| {s.stage} | {STAGE_TEXT.get(s.stage, '')} ({s.unit}) | {s.n_in} | {s.n_out} "
+                     f"| {s.dropped} | {reasons} |")
     return "\n".join(lines)
 
 
@@ -102,33 +98,31 @@ def _length_section(lengths: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_card(stats: dict[str, Any]) -> str:
-    teacher, cfg = stats["teacher"], stats.get("config") or {}
-    src = stats["source"]
-    sampling = stats.get("sampling")
-    if sampling:
-        sampling_text = ", ".join(f"{k}={v}" for k, v in sampling.items() if v not in (None, [], ""))
+def render_card(stats: CurationStats) -> str:
+    teacher, cfg, src = stats.teacher, stats.config, stats.source
+    if stats.sampling:
+        sampling_text = ", ".join(f"{k}={v}" for k, v in stats.sampling.items() if v not in (None, [], ""))
     else:
         sampling_text = teacher.get("note", "as in the source dataset")
-    tokens = stats.get("teacher_tokens") or {}
-    dedup = stats.get("dedup") or {}
-    decon = stats.get("decontamination") or {}
-    labels = stats.get("source_labels")
-    where = ", ".join(f"{k} in {v}" for k, v in (src.get("where") or {}).items()) or "none"
+    tokens = stats.teacher_tokens or {}
+    dedup = stats.dedup or {}
+    decon = stats.decontamination or {}
+    labels = stats.source_labels
+    where = ", ".join(f"{k} in {v}" for k, v in src.where.items()) or "none"
+    selection = stats.selection
     parts = [
-        front_matter(stats),
-        f"# branchmerge {stats['domain']} dataset",
+        f"# branchmerge {stats.domain} dataset",
         "",
-        f"{stats['rows']} verified {stats['domain']} reasoning traces for {stats['problems']} problems, curated with "
+        f"{stats.rows} verified {stats.domain} reasoning traces for {stats.problems} problems, curated with "
         "`branchmerge curate` for Branch-Merge distillation (one SFT branch per domain, TinyR1-32B-Preview). "
         "Every kept row passed the stages below; every dropped row is in `rejected/` with its stage and reason.",
         "",
         "## Source",
         "",
-        f"- Dataset: `{src['name']}` ({src['kind']}; read as {ADAPTER_NAMES.get(src['adapter'], src['adapter'])})"
-        + (f", split `{src['split']}`" if src.get("split") else "")
-        + (f", subset `{src['subset']}`" if src.get("subset") else "")
-        + (f", revision `{src['revision']}`" if src.get("revision") else ""),
+        f"- Dataset: `{src.name}` ({src.kind}; read as {ADAPTER_NAMES.get(src.adapter, src.adapter)})"
+        + (f", split `{src.split}`" if src.split else "")
+        + (f", subset `{src.subset}`" if src.subset else "")
+        + (f", revision `{src.revision}`" if src.revision else ""),
         f"- Row filter (--where): {where}",
         "",
         "## Teacher and sampling",
@@ -153,21 +147,21 @@ def render_card(stats: dict[str, Any]) -> str:
         f"- Decontamination: word {decon.get('ngram')}-gram overlap with "
         + (", ".join(f"{k} ({v} problems)" for k, v in (decon.get("loaded") or {}).items()) or "no benchmark")
         + ".",
-        f"- Selection: `{stats['selection']['select']}`, "
-        + (f"at most {stats['selection']['max_per_problem']}" if stats["selection"]["max_per_problem"]
-           else "every kept completion" if stats["selection"]["select"] == "all" else "at most 1")
+        f"- Selection: `{selection['select']}`, "
+        + (f"at most {selection['max_per_problem']}" if selection["max_per_problem"]
+           else "every kept completion" if selection["select"] == "all" else "at most 1")
         + " per problem.",
         f"- Length limit: {cfg.get('max_tokens_length') or 'none'}"
         + (f" student tokens ({cfg.get('student_tokenizer')}, chat template applied)"
            if cfg.get("max_tokens_length") else "") + ".",
     ]
-    if stats.get("warnings"):
-        parts += ["", "## Warnings", "", *[f"- **{w}**" for w in stats["warnings"]]]
+    if stats.warnings:
+        parts += ["", "## Warnings", "", *[f"- **{w}**" for w in stats.warnings]]
     parts += [
         "",
         "## Length",
         "",
-        _length_section(stats.get("token_lengths") or {}),
+        _length_section(stats.token_lengths),
         "",
         "## How to load",
         "",
@@ -184,39 +178,30 @@ def render_card(stats: dict[str, Any]) -> str:
         "## Reproduce",
         "",
         "```",
-        f"branchmerge curate {stats['domain']} --teacher {cfg.get('teacher', teacher['name'])} "
-        f"--source {src['name']} --out DIR",
+        f"branchmerge curate {stats.domain} --teacher {cfg.get('teacher', teacher['name'])} "
+        f"--source {src.name} --out DIR",
         "```",
         "",
         "The full resolved configuration is in `stats.json` (`config`).",
         "",
     ]
-    return "\n".join(parts)
+    meta = card_meta(stats.domain, stats.rows, _license(stats), src.name, f"branchmerge {stats.domain} curation")
+    return dataset_card(meta, "\n".join(parts))
 
 
 def render_planned_card(recipe: str, stage_id: str, domain: str, options: dict[str, Any],
                         expected: dict[str, Any], command: str) -> str:
     """The card of a dataset a recipe *will* curate: its sources, teacher, filters and the sizes the
     paper reports, clearly marked as expected. Running the stage replaces it with the measured card."""
-    import yaml
-
+    options = settings.canonical(CurateConfig, options)  # recipes may use any spelling of a setting
     source = str(options.get("source", ""))
-    rows = int(expected.get("rows", 0))
-    meta: dict[str, Any] = {
-        "license": options.get("license") or KNOWN_LICENSES.get(source.lower(), "other"),
-        "language": ["en"],
-        "task_categories": ["text-generation", "question-answering"],
-        "size_categories": [size_category(rows)],
-        "tags": ["reasoning", "distillation", "branch-merge", domain, "synthetic", "planned"],
-        "pretty_name": f"branchmerge {recipe} {stage_id}",
-    }
-    if _hub_id(source):
-        meta["source_datasets"] = [source]
+    license_ = options.get("license") or KNOWN_LICENSES.get(source.lower(), "other")
+    meta = card_meta(domain, int(expected.get("rows", 0)), license_, source, f"branchmerge {recipe} {stage_id}",
+                     ("planned",))
     teacher = options.get("teacher", "")
     verified = "every completion verified, only correct ones kept" if options.get("require_correct", True) \
         and not options.get("no_require_correct") else "every completion verified and its verdict kept, wrong ones included"
     lines = [
-        "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n",
         f"# {recipe} / {stage_id} ({domain}): planned dataset",
         "",
         "**Expected, not measured.** This card describes what the recipe stage will produce; the sizes are the "
@@ -227,7 +212,7 @@ def render_planned_card(recipe: str, stage_id: str, domain: str, options: dict[s
         "",
         f"- Dataset: `{source}`" + (f", subset `{options['subset']}`" if options.get("subset") else "")
         + (f", split `{options['split']}`" if options.get("split") else ""),
-        f"- Licence: {meta['license']}",
+        f"- Licence: {license_}",
         f"- Row filter (--where): {', '.join(options.get('where') or []) or 'none'}",
         f"- Column mapping (--map): {', '.join(options.get('map') or []) or 'recognised from the columns'}",
         "",
@@ -258,18 +243,12 @@ def render_planned_card(recipe: str, stage_id: str, domain: str, options: dict[s
         "```",
         "",
     ]
-    return "\n".join(lines)
+    return dataset_card(meta, "\n".join(lines))
 
 
 def write_card(out_dir: str | Path) -> Path:
     """(Re)write ``README.md`` of a curation output directory from its ``stats.json``."""
     out_dir = Path(out_dir)
-    try:
-        stats = json.loads((out_dir / "stats.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{out_dir} is not a finished curation output (stats.json: {exc})") from None
-    if stats.get("kind") != "curation":
-        raise UserError(f"{out_dir}/stats.json is of kind {stats.get('kind')!r}, not 'curation'")
     path = out_dir / "README.md"
-    write_text(path, render_card(stats))
+    write_text(path, render_card(CurationStats.read(out_dir)))
     return path

@@ -1,22 +1,24 @@
 """The one configuration object of a curation run.
 
-The CLI, a ``--config FILE.yaml`` and the pipeline/demo code all fill the same dataclass, so every
-flag can live in the file: values from the file override the defaults, explicit flags override
-the file. The resolved config is written into ``stats.json`` so a run can be repeated.
+Every setting is declared once here (``branchmerge.settings``): the command-line options of
+``curate math|code|science``, ``--config FILE.yaml``, the recipe runner's checks and the cards all
+come from these fields. Values from the file override the defaults, explicit flags override the
+file. The resolved config is written into ``stats.json`` so a run can be repeated.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from branchmerge.errors import UserError, choice_error
+from branchmerge import settings
+from branchmerge.errors import UserError
 from branchmerge.records import DOMAINS
+from branchmerge.settings import setting
 
 SELECTIONS = ("first", "shortest", "all")
-# Benchmarks checked for contamination when --decontam is not given (names of evaluate's registry).
+# Benchmarks checked for contamination when --decontam is not given (names of the benchmark registry).
 DEFAULT_DECONTAM = {
     "math": ["aime24", "aime25", "amc23", "math500"],
     "code": ["livecodebench"],
@@ -28,62 +30,74 @@ DEFAULT_DECONTAM = {
 class CurateConfig:
     """Everything a curation run needs; see ``branchmerge curate math --help`` for each field."""
 
-    domain: str
-    source: str
-    out: str
-    teacher: str = "replay"
+    domain: str = setting(help="Domain of the problems.", choices=DOMAINS, cli=False)
+    source: str = setting(help="Hub dataset id, or a local .jsonl/.json/.csv/.parquet file or folder.",
+                          short="-s")
+    out: str = setting(help="Output folder (created by this run; refused if it holds anything else).",
+                       short="-o")
+    teacher: str = setting("replay", help="replay, a preset (deepseek-r1, deepseek-r1-local) or an engine "
+                           "(hf, openai, vllm) with --model.")
     # source
-    split: str = "train"
-    subset: str | None = None
-    revision: str | None = None
-    schema: str | None = None  # force an adapter instead of recognising it from the columns
-    map: dict[str, str] = field(default_factory=dict)
-    where: dict[str, list[Any]] = field(default_factory=dict)  # keep source rows whose column is in the list
-    prompt_template: str | None = None  # "{problem}" placeholder; default per domain
-    limit: int | None = None
+    split: str = setting("train", help="Hub split.")
+    subset: str | None = setting(None, help="Hub config name, e.g. metadata for OpenThoughts-114k.")
+    revision: str | None = setting(None, help="Hub revision (pin a commit for reproducible data).")
+    schema: str | None = setting(None, help="Force an adapter: openr1-math, openthoughts, code-tests, "
+                                 "multiple-choice, numina.")
+    map: dict[str, str] = setting(default_factory=dict, pairs="text",
+                                  help="Column mapping, e.g. prompt=question,answer=solution (keys: prompt answer id "
+                                  "options tests fn_name starter_code completion reasoning finish_reason).")
+    where: dict[str, list[Any]] = setting(default_factory=dict, pairs="alternatives",
+                                          metavar="COLUMN=V1|V2",
+                                          help="Keep source rows whose column has one of the values, e.g. "
+                                          "question_type=math-word-problem|MCQ.")
+    prompt_template: str | None = setting(None, help="User prompt with a {problem} placeholder.")
+    limit: int | None = setting(None, help="Take only the first N problems.", ge=1)
     # teacher
-    engine: str | None = None  # switch a preset to another engine (e.g. vllm)
-    model: str | None = None
-    base_url: str | None = None
-    teacher_options: dict[str, Any] = field(default_factory=dict)
-    n_samples: int = 1
-    temperature: float | None = None
-    top_p: float | None = None
-    max_new_tokens: int | None = None
-    seed: int = 0
+    engine: str | None = setting(None, help="Run a preset on another engine (e.g. vllm).")
+    model: str | None = setting(None, help="Teacher model (overrides the preset's).")
+    base_url: str | None = setting(None, help="Any OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str | None = setting(None, help="Environment variable holding the API key (default: the "
+                                      "preset's, else OPENAI_API_KEY; may be unset for a loopback server).")
+    teacher_options: dict[str, Any] = setting(default_factory=dict, flag="--engine-option", pairs="yaml",
+                                              aliases=("--teacher-option", "--engine-opt"),
+                                              help="Engine option KEY=VALUE, e.g. concurrency=32; repeatable.")
+    n_samples: int = setting(1, flag="--n", aliases=("--n-samples",), ge=1,
+                             help="Teacher samples per problem.")
+    temperature: float | None = setting(None, help="Teacher temperature (preset default otherwise).", ge=0)
+    top_p: float | None = setting(None, flag="--top-p", help="Teacher top-p.", gt=0, le=1)
+    max_new_tokens: int | None = setting(None, flag="--max-tokens", aliases=("--max-new-tokens",), ge=1,
+                                         help="Teacher max tokens per completion.")
+    seed: int = setting(0, help="Sampling seed.")
     # verification and filters
-    workers: int | None = None
-    require_correct: bool = True
-    max_repeat_lines: int = 20
-    min_tail_compression: float = 0.08
-    max_tokens_length: int | None = None
-    student_tokenizer: str | None = None
-    near_dup_threshold: float = 0.8
-    minhash_perms: int = 128
-    shingle_words: int = 5
-    decontam: list[str] | None = None  # None: the domain's default benchmarks; [] disables
-    decontam_ngram: int = 8
+    workers: int | None = setting(None, help="Verification processes (default: all CPUs).", ge=1)
+    require_correct: bool = setting(True, help="Keep only verified-correct rows.")
+    max_repeat_lines: int = setting(20, help="Reject completions repeating a line this often.", ge=1, cli=False)
+    min_tail_compression: float = setting(0.08, help="Reject completions whose tail compresses below this.",
+                                          ge=0, le=1, cli=False)
+    max_tokens_length: int | None = setting(None, ge=1,
+                                            help="Drop examples longer than this in student tokens (TinyR1: 16384).")
+    student_tokenizer: str | None = setting(None, help="Tokenizer (path or Hub id) that measures lengths.")
+    near_dup_threshold: float = setting(0.8, help="MinHash Jaccard threshold for near-duplicates.", gt=0, le=1)
+    minhash_perms: int = setting(128, help="MinHash permutations.", ge=16, cli=False)
+    shingle_words: int = setting(5, help="Words per MinHash shingle.", ge=1, cli=False)
+    decontam: list[str] | None = setting(None, split=",",
+                                         help="Benchmarks to decontaminate against, repeated or comma-separated "
+                                         "(name or name=FILE; 'none' to skip) (default: the domain's).")
+    decontam_ngram: int = setting(8, help="Word n-gram size of the overlap test.", ge=3)
     # selection and output
-    select: str = "all"
-    max_per_problem: int | None = None
-    resume: bool = False
-    push_to_hub: str | None = None
-    license: str | None = None
+    select: str = setting("all", help="Per problem keep: first, shortest or all correct.", choices=SELECTIONS)
+    max_per_problem: int | None = setting(None, help="At most K completions per problem.", ge=1)
+    resume: bool = setting(False, help="Continue an interrupted run in --out.")
+    overwrite: bool = setting(False, help="Replace --out if an earlier branchmerge run wrote it.")
+    push_to_hub: str | None = setting(None, help="Also upload the dataset and card to this Hub dataset id.")
+    license: str | None = setting(None, help="License for the card (default: the source's, if known).")
 
     def __post_init__(self) -> None:
-        self.where = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in (self.where or {}).items()}
-        if self.domain not in DOMAINS:
-            raise choice_error("domain", self.domain, DOMAINS)
-        if self.select not in SELECTIONS:
-            raise choice_error("selection", self.select, SELECTIONS)
-        if self.n_samples < 1:
-            raise UserError(f"--n-samples must be >= 1, got {self.n_samples}")
-        if self.max_per_problem is not None and self.max_per_problem < 1:
-            raise UserError(f"--max-per-problem must be >= 1, got {self.max_per_problem}")
-        if not 0 < self.near_dup_threshold <= 1:
-            raise UserError(f"near_dup_threshold must be in (0, 1], got {self.near_dup_threshold}")
-        if self.decontam_ngram < 3:
-            raise UserError(f"decontam_ngram must be >= 3, got {self.decontam_ngram}")
+        settings.validate(self)
+        if self.decontam is not None:
+            self.decontam = [d for d in self.decontam if d.lower() != "none"]
+        if self.resume and self.overwrite:
+            raise UserError("--resume and --overwrite exclude each other: continue the run, or replace it")
 
     @property
     def decontam_benchmarks(self) -> list[str]:
@@ -94,49 +108,9 @@ class CurateConfig:
         return Path(self.out)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return settings.as_dict(self)
 
     @classmethod
     def build(cls, file: str | Path | None = None, **given: Any) -> CurateConfig:
         """Defaults, then ``file`` (YAML), then ``given`` values that are not None."""
-        values: dict[str, Any] = {}
-        if file is not None:
-            values.update(read_config_file(file))
-        values.update({k: v for k, v in given.items() if v is not None})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            where = f"in {file}" if file else "given"
-            raise UserError(f"unknown curation setting(s) {', '.join(unknown)} {where}; valid: {', '.join(sorted(names))}")
-        missing = [n for n in ("domain", "source", "out") if not values.get(n)]
-        if missing:
-            raise UserError(f"missing curation setting(s): {', '.join(missing)} (give them as flags or in --config)")
-        return cls(**values)
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read config {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"config {path}: expected a mapping of settings, got {type(data).__name__}")
-    # YAML keys may use the flag spelling (max-per-problem) or the field name (max_per_problem).
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
-
-
-def parse_pairs(items: list[str] | None, flag: str) -> dict[str, str]:
-    """``["prompt=question", "answer=solution"]`` (or comma-joined) -> ``{"prompt": "question", ...}``."""
-    pairs: dict[str, str] = {}
-    for item in items or []:
-        for part in item.split(","):
-            if not part.strip():
-                continue
-            key, sep, value = part.partition("=")
-            if not sep or not key.strip() or not value.strip():
-                raise UserError(f"{flag} expects key=value pairs, got {part!r}")
-            pairs[key.strip()] = value.strip()
-    return pairs
+        return settings.build(cls, file, given, what="curation")

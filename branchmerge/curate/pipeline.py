@@ -20,6 +20,7 @@ from typing import Any
 
 from branchmerge.atomic import temp_path, write_json
 from branchmerge.console import log, track
+from branchmerge.contracts import CurationStats
 from branchmerge.curate import dedup, filters
 from branchmerge.curate.adapters import AdapterContext, Item, adapt, choose_adapter
 from branchmerge.curate.config import CurateConfig
@@ -27,6 +28,7 @@ from branchmerge.curate.decontam import build_index
 from branchmerge.curate.sources import Source, open_source
 from branchmerge.engines.base import Completion, Request
 from branchmerge.errors import UserError
+from branchmerge.outdir import claim
 from branchmerge.records import RunStore, write_parquet
 
 VERIFY_BATCH = 2048
@@ -79,6 +81,7 @@ class Curation:
         self.warnings: list[str] = []
         self.extra: dict[str, Any] = {}
         self.counter: filters.TokenLength | None = None
+        self.resumed = False
         if config.max_tokens_length and not config.student_tokenizer:
             raise UserError("--max-tokens-length needs --student-tokenizer (lengths are measured in the "
                             "student's tokens, after its chat template)")
@@ -119,17 +122,20 @@ class Curation:
         return self.out
 
     def check_resume(self) -> None:
-        """Refuse to resume a run whose stored completions answer other questions (source, teacher, prompt)."""
+        """Claim --out; refuse to resume a run whose stored completions answer other questions
+        (source, teacher, prompt)."""
+        cfg = self.config
+        self.resumed = claim(self.out, "curation", resume=cfg.resume, overwrite=cfg.overwrite,
+                             has_results=lambda p: RunStore(p).has_rows())
         path = self.out / "run.json"
-        mine = {k: v for k, v in self.config.to_dict().items() if k in RUN_IDENTITY}
-        if self.config.resume and path.exists():
+        mine = {k: v for k, v in cfg.to_dict().items() if k in RUN_IDENTITY}
+        if self.resumed and path.exists():
             before = json.loads(path.read_text(encoding="utf-8"))
             changed = [f"{k}: {before.get(k)!r} -> {mine.get(k)!r}" for k in RUN_IDENTITY if before.get(k) != mine.get(k)]
             if changed:
                 raise UserError(f"{self.out} was started with other settings ({'; '.join(changed)}); resume with "
-                                "the original ones, or use another --out")
-        elif self.config.resume or not (self.out / "shards").exists():
-            write_json(path, mine)
+                                "the original ones, --overwrite to start again, or use another --out")
+        write_json(path, mine)
 
     def load_items(self) -> tuple[Source, str, list[Item]]:
         cfg = self.config
@@ -163,7 +169,7 @@ class Curation:
         problems = {it.problem["id"]: it.problem for it in items}
         teacher = build_teacher(self.config, items)
         store = RunStore(self.out, ("id", "sample_idx"), "generation")
-        done = store.open(self.config.resume)
+        done = store.open(self.resumed)
 
         def on_complete(c: Completion) -> None:
             problem = problems[c.request_id]
@@ -358,7 +364,6 @@ class Curation:
         if not lengths:
             lengths = [r["completion_tokens"] for r in rows if r.get("completion_tokens") is not None]
         stats = {
-            "kind": "curation",
             "domain": cfg.domain,
             "rows": len(rows),
             "problems": len({r["id"] for r in rows}),
@@ -376,7 +381,7 @@ class Curation:
             "config": cfg.to_dict(),
             **self.extra,
         }
-        write_json(self.out / "stats.json", stats)
+        CurationStats.model_validate(stats).write(self.out / CurationStats.FILE)
 
     def warn(self, message: str) -> None:
         log.warning(message)

@@ -14,14 +14,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from branchmerge.atomic import write_json, write_text
-from branchmerge.benchmarks.loaders import Loaded, load_benchmark
-from branchmerge.benchmarks.registry import BenchSpec
+from branchmerge.atomic import write_text
+from branchmerge.benchmarks import BenchSpec, Loaded, load_benchmark
 from branchmerge.console import log
+from branchmerge.contracts import EvaluationConfig, EvaluationSummary, relative_to
 from branchmerge.engines.base import Completion, Request, SamplingParams
 from branchmerge.errors import UserError
 from branchmerge.evaluate import metrics, provenance
 from branchmerge.evaluate.prompts import Renderer, messages_for
+from branchmerge.outdir import claim
 from branchmerge.records import RunStore, write_parquet
 
 KEY = ("id", "sample_idx")
@@ -41,6 +42,7 @@ class RunOptions:
     data: str | None = None
     resume: bool = False
     rescore: bool = False
+    overwrite: bool = False
     force_think: bool = False
     engine_options: dict[str, Any] = field(default_factory=dict)
     loader_options: dict[str, Any] = field(default_factory=dict)
@@ -139,6 +141,12 @@ def load_for(spec: BenchSpec, opts: RunOptions) -> Loaded:
     return loaded
 
 
+def claim_bench(bench_dir: Path, opts: RunOptions) -> bool:
+    """Claim one benchmark's folder (see ``branchmerge.outdir``); True when an earlier run is resumed."""
+    return claim(bench_dir, "evaluation-bench", resume=opts.resume, overwrite=opts.overwrite,
+                 has_results=lambda p: RunStore(p, key_fields=KEY).has_rows())
+
+
 def run_benchmark(
     spec: BenchSpec, opts: RunOptions, out_dir: Path, engine: Any = None, loaded: Loaded | None = None
 ) -> dict[str, Any]:
@@ -149,7 +157,7 @@ def run_benchmark(
     if opts.rescore:
         if not store.shards():
             raise UserError(f"--rescore: {bench_dir} holds no stored generations to regrade")
-        config = json.loads(config_path.read_text()) if config_path.exists() else {}
+        config = EvaluationConfig.read(config_path).dump() if config_path.exists() else {"bench": spec.name}
         config["rescored"] = _now()
         selection = config.get("selection")  # what the run covered (a resumed run may have narrowed --limit)
         keys = {(i, s) for i in selection["ids"] for s in range(selection["n"])} if selection else None
@@ -161,10 +169,11 @@ def run_benchmark(
                             max_tokens=opts.max_tokens, seed=opts.seed)
     tokenizer = getattr(engine, "tokenizer", None)
     renderer = Renderer(tokenizer, opts.force_think)
-    config = _config(spec, opts, n, params, loaded, engine, renderer)
-    _check_resume(config_path, config, opts.resume)
-    done = store.open(resume=opts.resume)
-    write_json(config_path, config)
+    config = _config(spec, opts, n, params, loaded, engine, renderer, bench_dir)
+    resumed = claim_bench(bench_dir, opts)
+    _check_resume(config_path, config, resumed)
+    done = store.open(resume=resumed)
+    EvaluationConfig.model_validate(config).write(config_path)
 
     units = plan(spec, loaded.rows, n, opts.seed)
     requests, index = build_requests(spec, units, renderer)
@@ -217,17 +226,19 @@ def _finish(
     config["grader"] = {"options": grader_options, **{k: versions[k] for k in provenance.GRADER_PACKAGES}}
     summary = summarize(spec, graded, config)
     _write_samples(bench_dir, graded)
-    write_json(bench_dir / "config.json", config)
-    write_json(bench_dir / "summary.json", summary)
+    EvaluationConfig.model_validate(config).write(bench_dir / EvaluationConfig.FILE)
+    EvaluationSummary.model_validate(summary).write(bench_dir / EvaluationSummary.FILE)
     write_text(bench_dir / "README.md", card(summary))
     return summary
 
 
 def summarize(spec: BenchSpec, rows: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+    """The summary.json content (``model_path`` as config.json has it: relative to the bench folder)."""
     scored = metrics.score(rows, spec.domain)
     ns = {p["n"] for p in scored["per_problem"]}
     return {
         "kind": "evaluation",
+        "schema_version": EvaluationSummary.VERSION,
         "bench": spec.name,
         "bench_version": config.get("bench_version"),
         "domain": spec.domain,
@@ -282,18 +293,19 @@ def _write_samples(bench_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _config(spec: BenchSpec, opts: RunOptions, n: int, params: SamplingParams, loaded: Any, engine: Any,
-            renderer: Renderer) -> dict[str, Any]:
+            renderer: Renderer, bench_dir: Path) -> dict[str, Any]:
     info = engine.info() if engine is not None and hasattr(engine, "info") else {"engine": opts.engine}
     tokenizer = renderer.tokenizer
     return {
         "kind": "evaluation-config",
+        "schema_version": EvaluationConfig.VERSION,
         "bench": spec.name,
         "bench_version": loaded.version,
         "dataset": loaded.source,
         "spec": spec.to_dict(),
         "template_hash": spec.template_hash(),
         "model": model_display_name(opts.model),
-        "model_path": str(Path(opts.model).resolve()) if Path(opts.model).exists() else opts.model,
+        "model_path": relative_to(opts.model, bench_dir),
         "model_fingerprint": provenance.model_fingerprint(opts.model),
         "engine": info,
         "engine_options": {k: v for k, v in opts.engine_options.items() if "key" not in k.lower()},
@@ -314,7 +326,7 @@ def _check_resume(path: Path, config: dict[str, Any], resume: bool) -> None:
     """A resumed run must be the same experiment (n may grow; limit may change)."""
     if not resume or not path.exists():
         return
-    old = json.loads(path.read_text())
+    old = EvaluationConfig.read(path).dump()
     diffs = [f for f in RESUME_FIELDS if old.get(f) != config.get(f)]
     diffs += [f"sampling.{f}" for f in RESUME_SAMPLING
               if (old.get("sampling") or {}).get(f) != config["sampling"].get(f)]

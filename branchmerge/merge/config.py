@@ -18,6 +18,7 @@ from typing import Any
 
 from branchmerge.errors import UserError, choice_error
 from branchmerge.merge.methods import METHODS, Method
+from branchmerge.settings import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,8 @@ class MergeConfig:
 
 
 def load_config(path: str | Path) -> MergeConfig:
-    import yaml
-
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UserError(f"config file {path} not found") from exc
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from exc
-    return parse_config(raw, where=str(path), root=path.parent)
+    return parse_config(read_yaml(path, "merge config (mergekit YAML)"), where=str(path), root=path.parent)
 
 
 def parse_config(raw: Any, where: str = "config", root: Path | None = None) -> MergeConfig:

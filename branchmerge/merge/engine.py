@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import shutil
 import threading
 import time
@@ -23,16 +24,21 @@ from typing import Any
 
 import torch
 
+from branchmerge import settings
 from branchmerge.atomic import temp_path, write_json, write_text
 from branchmerge.errors import UserError
+from branchmerge.merge.card import merge_card, merge_stats
 from branchmerge.merge.config import MergeConfig, resolve
 from branchmerge.merge.memory import MemorySampler
-from branchmerge.merge.methods import FAST_DEVIATION, Context, seed_for
+from branchmerge.merge.methods import Context, seed_for
 from branchmerge.merge.safetensors_io import SafetensorsModel, ShardWriter
 from branchmerge.merge.vocab import VocabMap, is_vocab_tensor, vocab_maps
+from branchmerge.outdir import claim, mark
+from branchmerge.settings import setting
 
 log = logging.getLogger(__name__)
 
+MODES = ("compat", "fast")
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -44,16 +50,36 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
     "chat_template.json",
 )
-MODES = ("compat", "fast")
+
+
+def parse_size(value: Any, where: str = "--shard-size") -> int:
+    """'5B', '500M', '2GB', '1e9' or a plain byte count -> bytes (K/M/B are 1e3/1e6/1e9, as in mergekit)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([KMGB]?)B?\s*", str(value).upper())
+    if not m:
+        raise UserError(f"{where} {value!r}: expected a size such as 5B, 500M or 2000000000")
+    scale = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "B": 10**9}[m.group(2)]
+    try:
+        return int(float(m.group(1)) * scale)
+    except ValueError:
+        raise UserError(f"{where} {value!r}: not a number") from None
 
 
 @dataclass(frozen=True)
 class Options:
-    mode: str = "compat"
-    seed: int = 0
-    shard_size: int = 5_000_000_000
-    device: str = "cpu"
-    workers: int = 2
+    """How a merge runs (the config says what is merged); declared once for the API and the CLI."""
+
+    mode: str = setting("compat", choices=MODES, help="compat (bit-identical to mergekit 0.1.5) or fast.")
+    seed: int = setting(0, help="Seed for random draws (DARE masks, arcee_fusion quantile samples).")
+    shard_size: int = setting(5_000_000_000, ge=1, convert=parse_size, metavar="SIZE",
+                              help="Max bytes per output shard (K/M/B suffixes, e.g. 5B or 500M).")
+    device: str = setting("cpu", help="Math device: cpu, cuda, cuda:1.")
+    workers: int = setting(2, flag="--threads", aliases=("--workers",), ge=1,
+                           help="Tensors merged at once (threads in this process).")
+
+    def __post_init__(self) -> None:
+        settings.validate(self)
 
 
 @dataclass
@@ -235,16 +261,19 @@ class _Runner:
                 self.tensor_stats[job.name] = ctx.stats
 
 
-def run_merge(cfg: MergeConfig, out_dir: str | Path, opts: Options, config_text: str | None = None) -> dict[str, Any]:
-    """Merge ``cfg`` into ``out_dir`` (replaced atomically); return the stats written to stats.json."""
+def run_merge(cfg: MergeConfig, out_dir: str | Path, opts: Options, config_text: str | None = None,
+              overwrite: bool = False) -> dict[str, Any]:
+    """Merge ``cfg`` into ``out_dir`` (written under a temporary name, then renamed); return stats.json's content.
+
+    ``out_dir`` must be new or empty, or an earlier merge output with ``overwrite``: a folder holding
+    anything else is refused before any tensor is read.
+    """
     from branchmerge.console import progress
 
-    if opts.mode not in MODES:
-        raise UserError(f"unknown mode {opts.mode!r}; valid: {', '.join(MODES)}")
+    claim(out_dir, "merge", overwrite=overwrite, resumable=False, check_only=True)  # replaced whole at the end
+
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {opts.device}: CUDA is not available on this machine; use --device cpu")
-    if opts.shard_size <= 0 or opts.workers < 1:
-        raise UserError("--shard-size and --workers must be positive")
     started = time.time()
     sampler = MemorySampler()
     sampler.start()
@@ -267,16 +296,17 @@ def run_merge(cfg: MergeConfig, out_dir: str | Path, opts: Options, config_text:
         hasher.join()
         elapsed = time.time() - started
         _copy_side_files(cfg, tmp, jobs, maps)
-        stats = _stats(cfg, opts, jobs, runner, shard_names, hashes, elapsed, sampler)
-        write_json(tmp / "stats.json", stats)
-        write_text(tmp / "README.md", _card(cfg, opts, stats))
+        stats = merge_stats(cfg, opts, jobs, runner.tensor_stats, shard_names, hashes, elapsed, sampler, out_dir)
+        stats.write(tmp / stats.FILE)
+        write_text(tmp / "README.md", merge_card(cfg, stats))
         if config_text is not None:
             write_text(tmp / "mergekit_config.yml", config_text)
         for f in tmp.iterdir():
             f.chmod(0o644)  # temp files are created private
+        mark(tmp, "merge")
     for sm in models:
         sm.close()
-    return stats
+    return stats.dump()
 
 
 class _ByteBudget:
@@ -362,87 +392,8 @@ def _copy_side_files(cfg: MergeConfig, tmp: Path, jobs: list[TensorJob], maps: d
             shutil.copy2(tok / name, tmp / name)
 
 
-def _stats(cfg: MergeConfig, opts: Options, jobs: list[TensorJob], runner: _Runner, shards: list[str], hashes: dict[str, str], elapsed: float, sampler: MemorySampler) -> dict[str, Any]:
-    peak = sampler.stop()
-    if opts.device.startswith("cuda"):
-        peak["cuda_max_allocated_bytes"] = int(torch.cuda.max_memory_allocated(opts.device))
-    inputs = []
-    for i, m in enumerate(cfg.models):
-        files = {Path(p).name: h for p, h in hashes.items() if Path(p).parent == m.path}
-        digest = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(files.items())).encode()).hexdigest()
-        role = "base" if i == cfg.base else "model"
-        inputs.append({"ref": m.ref, "path": str(m.path.resolve()), "role": role, "sha256": digest, "files": files})
-    per_tensor = runner.tensor_stats
-    stats: dict[str, Any] = {
-        "kind": "merge",
-        "method": cfg.method.name,
-        "mode": opts.mode,
-        "seed": opts.seed,
-        "device": opts.device,
-        "workers": opts.workers,
-        "config": cfg.raw,
-        "dtype": cfg.dtype,
-        "out_dtype": cfg.out_dtype,
-        "inputs": inputs,
-        "tensors": len(jobs),
-        "parameters": sum(_numel(j.shape) for j in jobs),
-        "shards": shards,
-        "time_s": round(elapsed, 3),
-        "peak_memory": peak,
-        "fast_mode_deviation": FAST_DEVIATION.get(cfg.method.name) if opts.mode == "fast" else None,
-    }
-    if cfg.method.name == "arcee_fusion":
-        fractions = {k: v["fraction_from_right"] for k, v in sorted(per_tensor.items())}
-        total = sum(_numel(j.shape) for j in jobs if j.name in fractions)
-        stats["fraction_from_right"] = fractions
-        stats["fraction_from_right_overall"] = (
-            sum(fractions[j.name] * _numel(j.shape) for j in jobs if j.name in fractions) / total if total else 0.0
-        )
-    if cfg.method.name == "slerp":
-        stats["slerp_linear_fallback"] = sorted(k for k, v in per_tensor.items() if v.get("linear_fallback"))
-    return stats
-
-
 def _numel(shape: tuple[int, ...]) -> int:
     n = 1
     for d in shape:
         n *= d
     return n
-
-
-def _card(cfg: MergeConfig, opts: Options, stats: dict[str, Any]) -> str:
-    import yaml
-
-    lines = [
-        "---",
-        "tags: [merge, branchmerge]",
-        "---",
-        f"# Merged model ({cfg.method.name})",
-        "",
-        f"Made with `branchmerge merge` in **{opts.mode}** mode (seed {opts.seed}, device {opts.device}).",
-        f"{stats['tensors']} tensors, {stats['parameters']:,} parameters, {len(stats['shards'])} shard(s), "
-        f"{stats['time_s']:.1f} s, peak anonymous memory {stats['peak_memory'].get('rss_anon_peak_bytes', 0) / 2**20:.0f} MiB.",
-        "",
-        "## Inputs",
-        "",
-        "| role | model | sha256 (of its weight files) |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {i['role']} | `{i['ref']}` | `{i['sha256'][:16]}…` |" for i in stats["inputs"]]
-    if "fraction_from_right_overall" in stats:
-        lines += ["", f"Share of elements taken from the right (non-base) model: {stats['fraction_from_right_overall']:.2%}."]
-    if stats.get("fast_mode_deviation"):
-        lines += ["", f"Fast mode deviation from mergekit 0.1.5: {stats['fast_mode_deviation']}."]
-    lines += [
-        "",
-        "Output dtype follows the config (`out_dtype`, else `dtype`, else the inputs'); mergekit would "
-        "write float32 for arcee_fusion without `out_dtype`.",
-        "",
-        "## Configuration",
-        "",
-        "```yaml",
-        yaml.safe_dump(cfg.raw, sort_keys=False).rstrip(),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)

@@ -41,7 +41,8 @@ def flags(app: typer.Typer, stage: Stage) -> set[str]:
     """Every ``--option`` the stage's command accepts."""
     command = _resolve(typer.main.get_command(app), stage)
     known = {opt for param in command.params for opt in getattr(param, "opts", []) if opt.startswith("--")}
-    return known | {opt for param in command.params for opt in getattr(param, "secondary_opts", [])}
+    known |= {opt for param in command.params for opt in getattr(param, "secondary_opts", [])}
+    return known | set(getattr(command, "hidden_aliases", {}))  # old spellings stay valid in recipes
 
 
 def _resolve(root: Any, stage: Stage) -> Any:

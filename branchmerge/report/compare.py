@@ -19,7 +19,7 @@ BOOTSTRAP = 2000
 def problem_rates(result: EvalResult) -> dict[str, tuple[int, int]]:
     """problem id -> (correct, n), from the summary's ``per_problem`` or else from the samples."""
     rates: dict[str, tuple[int, int]] = {}
-    for row in result.summary.get("per_problem") or []:
+    for row in result.summary.per_problem:
         if isinstance(row, dict) and "id" in row:
             rates[str(row["id"])] = (int(row.get("correct", 0)), int(row.get("n", 0)))
     if rates:

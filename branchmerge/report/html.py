@@ -82,7 +82,7 @@ def _summary_rows(summary: Summary) -> list[dict[str, Any]]:
             if isinstance(cell, EvalResult):
                 ci = ci95(cell)
                 info["ci"] = f"95% CI {100 * ci[0]:.1f}–{100 * ci[1]:.1f}" if ci else ""
-                info["n"] = f"n={cell.summary.get('n', '?')}"
+                info["n"] = f"n={cell.summary.n if cell.summary.n is not None else '?'}"
             cells.append(info)
         rows.append({"label": row.label, "published": row.published, "cells": cells})
     return rows
@@ -153,7 +153,7 @@ def _histogram(result: EvalResult, column: Column) -> charts.Chart | None:
 
 
 def _token_row(result: EvalResult) -> dict[str, Any]:
-    tokens = result.summary.get("tokens") or {}
+    tokens = result.summary.tokens
 
     def mean(key: str) -> str:
         value = (tokens.get(key) or {}).get("mean")
@@ -300,13 +300,13 @@ def _provenance(result: EvalResult) -> dict[str, Any]:
         "bench": result.bench,
         "path": str(result.path),
         "rows": [
-            ("model_path", s.get("model_path", "–")),
+            ("model_path", str(result.model_path or "–")),
             ("bench_version", result.bench_version or "–"),
-            ("n / problems / samples", " / ".join(str(s.get(k, "?")) for k in ("n", "num_problems", "num_samples"))),
-            ("sampling", ", ".join(f"{k}={v}" for k, v in (s.get("sampling") or {}).items()) or "–"),
-            ("created", s.get("created", "–")),
+            ("n / problems / samples", " / ".join("?" if v is None else str(v) for v in (s.n, s.num_problems, s.num_samples))),
+            ("sampling", ", ".join(f"{k}={v}" for k, v in (s.sampling or {}).items()) or "–"),
+            ("created", s.created or "–"),
         ],
-        "config": stages.flatten(result.config),
+        "config": stages.flatten(result.config) if result.config is not None else [],
     }
 
 
@@ -338,7 +338,7 @@ def _stage(index: int, stage: StageResult) -> dict[str, Any]:
             info["charts"].append(charts.histogram("Kept samples: completion length", {"kept": stage.lengths},
                                                    {"kept": charts.color(0)}, None))
     elif stage.kind == "training":
-        losses = stages.loss_history(stage.stats, stage.history)
+        losses = stages.loss_history(stage.history)
         if losses:
             info["charts"].append(charts.line_chart("Training loss", [{"label": "loss", "color": charts.color(0),
                                                     "points": losses}], "step", "loss", unit=""))

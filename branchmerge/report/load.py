@@ -13,11 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from branchmerge.contracts import (
+    Contract,
+    CurationStats,
+    EvaluationConfig,
+    EvaluationSummary,
+    read_stage_stats,
+    resolve_from,
+)
 from branchmerge.errors import UserError
 from branchmerge.records import iter_jsonl
 from branchmerge.report.stages import length_histogram
 
-STAGE_KINDS = ("curation", "training", "merge")
 SEARCH_DEPTH = 3  # runs/ -> eval/ -> <model>/ -> <bench>/
 EXPECTED = (
     "expected an evaluation result (summary.json with kind 'evaluation', as written by "
@@ -31,35 +38,37 @@ class EvalResult:
     """One model on one benchmark: the summary, its provenance and the graded samples."""
 
     path: Path
-    summary: dict[str, Any]
-    config: dict[str, Any]
+    summary: EvaluationSummary
+    config: EvaluationConfig | None
     samples: list[dict[str, Any]]
 
     @property
     def bench(self) -> str:
-        return str(self.summary["bench"])
+        return self.summary.bench
 
     @property
     def bench_version(self) -> str:
-        return str(self.summary.get("bench_version") or "")
+        return self.summary.bench_version or ""
 
     @property
     def model(self) -> str:
         """The row label: the run's model name, else the folder above the bench folder."""
-        return str(self.summary.get("model") or self.path.resolve().parent.name)
+        return self.summary.model or self.path.resolve().parent.name
+
+    @property
+    def model_path(self) -> Path | str | None:
+        """The evaluated model, resolved from this folder (run folders can be moved or copied)."""
+        stored = self.summary.model_path
+        return None if stored is None else resolve_from(stored, self.path)
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return self.summary["metrics"]
+        return self.summary.metrics
 
     @property
     def max_tokens(self) -> int | None:
-        sources = (self.summary.get("sampling"), self.summary.get("tokens"), self.config.get("sampling"))
-        for source in (s for s in sources if isinstance(s, dict)):
-            value = source.get("max_tokens")
-            if isinstance(value, (int, float)) and value > 0:
-                return int(value)
-        return None
+        value = (self.summary.sampling or {}).get("max_tokens", self.summary.tokens.get("max_tokens"))
+        return int(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 @dataclass
@@ -67,15 +76,18 @@ class StageResult:
     """A curation, training or merge output: its stats, its card and (curation) sample lengths."""
 
     path: Path
-    kind: str
-    stats: dict[str, Any]
+    stats: Contract  # CurationStats | TrainingStats | MergeStats
     card: str = ""
     lengths: list[int] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)  # training: metrics.jsonl log lines
 
     @property
+    def kind(self) -> str:
+        return self.stats.kind
+
+    @property
     def name(self) -> str:
-        return str(self.stats.get("name") or self.stats.get("domain") or self.path.name)
+        return str(getattr(self.stats, "name", None) or getattr(self.stats, "domain", None) or self.path.name)
 
 
 @dataclass
@@ -127,28 +139,9 @@ def _discover(path: Path, depth: int) -> list[Path]:
     return found
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: unreadable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
 def load_evaluation(path: Path, texts_per_verdict: int = 2) -> EvalResult:
-    summary_path = path / "summary.json"
-    summary = read_json(summary_path)
-    if summary.get("kind") != "evaluation":
-        raise UserError(f"{summary_path}: kind is {summary.get('kind')!r}, not 'evaluation'; {EXPECTED}")
-    for key in ("bench", "metrics"):
-        if key not in summary:
-            raise UserError(f"{summary_path}: missing key {key!r} (is it from `branchmerge evaluate`?)")
-    metrics = summary["metrics"]
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("pass@1"), (int, float)):
-        raise UserError(f"{summary_path}: metrics['pass@1'] must be a number in 0..1")
-    config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
+    summary = EvaluationSummary.read(path)
+    config = EvaluationConfig.read(path) if (path / EvaluationConfig.FILE).is_file() else None
     samples = _read_samples(path / "samples.jsonl", texts_per_verdict)
     return EvalResult(path=path, summary=summary, config=config, samples=samples)
 
@@ -180,17 +173,14 @@ def _read_samples(path: Path, texts_per_verdict: int) -> list[dict[str, Any]]:
 
 
 def load_stage(path: Path) -> StageResult:
-    stats_path = path / "stats.json"
-    stats = read_json(stats_path)
-    kind = stats.get("kind")
-    if kind not in STAGE_KINDS:
-        raise UserError(f"{stats_path}: kind is {kind!r}; {EXPECTED}")
+    stats = read_stage_stats(path / "stats.json")
     card_path = path / "README.md"
     card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.is_file() else ""
     # the Parquet export is read only when the stats carry no length histogram of their own
-    lengths = _curation_lengths(path) if kind == "curation" and length_histogram(stats) is None else []
-    history = _log_lines(path / "metrics.jsonl") if kind == "training" else []
-    return StageResult(path=path, kind=kind, stats=stats, card=card, lengths=lengths, history=history)
+    curation = isinstance(stats, CurationStats)
+    lengths = _curation_lengths(path) if curation and length_histogram(stats) is None else []
+    history = _log_lines(path / "metrics.jsonl") if stats.kind == "training" else []
+    return StageResult(path=path, stats=stats, card=card, lengths=lengths, history=history)
 
 
 def _log_lines(path: Path) -> list[dict[str, Any]]:

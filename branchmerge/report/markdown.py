@@ -68,9 +68,11 @@ def _stage_line(stage: StageResult) -> str:
         if funnel:
             facts.append(" → ".join(f"{name} {n:g}" for name, n in funnel))
         facts += [f"{reason}: {n:g}" for reason, n in stages.reasons(st)[:3]]
+    elif stage.kind == "training":
+        facts += [f"base_model {st.base_model}", f"hparams {st.hparams}", f"steps {st.steps}",
+                  f"tokens_seen {st.tokens_seen}", f"final_loss {st.final_loss}", f"wall_time_s {st.wall_time_s}"]
     else:
-        keys = ("method", "mode", "base_model", "recipe", "steps", "tokens_seen", "final_loss", "wall_time_s", "wall_s")
-        facts += [f"{key} {st[key]}" for key in keys if isinstance(st.get(key), (str, int, float))]
+        facts += [f"method {st.method}", f"mode {st.mode}", f"time_s {st.time_s}"]
     detail = f" ({md_escape('; '.join(facts))})" if facts else ""
     return f"{stage.kind} `{md_escape(stage.path)}`: {md_escape(stage.name)}{detail}"
 

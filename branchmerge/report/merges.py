@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from branchmerge.contracts import resolve_from
 from branchmerge.report.load import Inputs
 from branchmerge.report.table import Column, Row, Summary
 
@@ -27,16 +28,16 @@ def merge_statements(summary: Summary, inputs: Inputs) -> list[str]:
     merges = {_key(s.path): s for s in inputs.stages if s.kind == "merge"}
     label_of = {}
     for result in inputs.evaluations:
-        if result.summary.get("model_path"):
-            label_of[_key(result.summary["model_path"])] = result.model
+        if result.model_path is not None:
+            label_of[_key(result.model_path)] = result.model
 
     def leaves(path: str, seen: frozenset[str] = frozenset()) -> list[str]:
         stage = merges.get(path)
         if stage is None or path in seen:
             return [path]
         out: list[str] = []
-        for item in stage.stats.get("inputs") or []:
-            out += leaves(_key(item.get("path") or item.get("ref")), seen | {path})
+        for item in stage.stats.inputs:
+            out += leaves(_key(resolve_from(item.path, stage.path)), seen | {path})
         return out
 
     rows = {row.label: row for row in summary.measured()}
@@ -58,7 +59,7 @@ def merge_statements(summary: Summary, inputs: Inputs) -> list[str]:
         listing = ", ".join(f"{b} {s:.1f}" for b, s in scores.items())
         verdict = ("it beats every branch" if not behind
                    else f"it does not beat {', '.join(behind)}")
-        method = stage.stats.get("method", "merge")
+        method = stage.stats.method
         statements.append(
             f"{merged} ({method} of {', '.join(branches)}): mean pass@1 over {benches} is {m:.1f} vs "
             f"{listing}; on this union of domains {verdict}."

@@ -133,7 +133,7 @@ def cell_text(cell: EvalResult | tuple[float, float | None] | None) -> str:
 
 
 def mean_tokens(result: EvalResult) -> float | None:
-    completion = ((result.summary.get("tokens") or {}).get("completion")) or {}
+    completion = result.summary.tokens.get("completion") or {}
     value = completion.get("mean")
     return float(value) if isinstance(value, (int, float)) else None
 
@@ -152,11 +152,12 @@ def _fmt(value: Any, fmt: Any) -> str:
 def detail(result: EvalResult) -> dict[str, Any]:
     """The per-(model, bench) numbers behind a cell, formatted for both reports."""
     m = result.metrics
-    completion = ((result.summary.get("tokens") or {}).get("completion")) or {}
+    completion = result.summary.tokens.get("completion") or {}
     ci = ci95(result)
     return {
-        "n": result.summary.get("n", "?"),
-        "problems": result.summary.get("num_problems", len(result.summary.get("per_problem") or [])),
+        "n": "?" if result.summary.n is None else result.summary.n,
+        "problems": len(result.summary.per_problem) if result.summary.num_problems is None
+        else result.summary.num_problems,
         "pass1": fmt_pct(m["pass@1"]),
         "se": _fmt(m.get("pass@1_se"), lambda v: f"{100 * v:.1f}"),
         "ci": f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "–",

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from branchmerge.contracts import CurationStats
 from branchmerge.errors import UserError
 
 SENTINEL = "\ue000branchmerge-sentinel\ue000"
@@ -35,7 +36,7 @@ class Source:
 
     path: Path
     files: list[Path]
-    curation: dict[str, Any] | None = None
+    curation: CurationStats | None = None
 
 
 def find_source(data: str | Path) -> Source:
@@ -60,12 +61,8 @@ def find_source(data: str | Path) -> Source:
             f"--data {path}: no .parquet or .jsonl files found (expected a curation output with "
             "data/*.parquet, or parquet/jsonl files with a 'messages' column)"
         )
-    curation = None
-    stats_file = path / "stats.json" if path.is_dir() else None
-    if stats_file and stats_file.is_file():
-        stats = json.loads(stats_file.read_text("utf-8"))
-        if isinstance(stats, dict) and stats.get("kind") == "curation":
-            curation = stats
+    stats_file = path / CurationStats.FILE if path.is_dir() else None
+    curation = CurationStats.read(stats_file) if stats_file and stats_file.is_file() else None
     return Source(path, files, curation)
 
 

@@ -25,7 +25,9 @@ from transformers import TrainerCallback
 
 from branchmerge.atomic import temp_path, write_json, write_text
 from branchmerge.console import log
+from branchmerge.contracts import CurationStats, TrainingStats
 from branchmerge.errors import UserError
+from branchmerge.outdir import claim
 from branchmerge.train.card import training_card
 from branchmerge.train.config import TrainConfig, sft_kwargs
 from branchmerge.train.data import ChatFormat, find_source, load_rows, prepare
@@ -48,7 +50,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     config.resolve()
     out = Path(config.out).expanduser()
     base = check_base(config.base)
-    source = find_source(config.data)
+    source = find_source(",".join(config.data))
     done = _prepare_out(out, config)
     if done is not None:
         log.info("%s already holds the finished run; nothing to do", out)
@@ -84,8 +86,8 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     trainer.state.save_to_json(str(out / "trainer_state.json"))
     times["total"] = time.time() - began
     stats = _stats(config, source, counts, trainer, result, times, resume_from, base)
-    write_text(out / "README.md", training_card(stats))
-    write_json(out / STATS, stats)
+    write_text(out / "README.md", training_card(TrainingStats.model_validate(stats)))
+    TrainingStats.model_validate(stats).write(out / STATS)
     shutil.rmtree(out / TOKENIZED, ignore_errors=True)
     return stats
 
@@ -168,18 +170,18 @@ def latest_checkpoint(out: Path) -> Path | None:
 
 
 def _prepare_out(out: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """Refuse to mix runs in one directory; return the stats of a finished run when resuming it."""
+    """Claim ``out``; return the stats of a finished run when resuming it.
+
+    A run that stopped before its first checkpoint has nothing to resume: it starts afresh, with
+    whatever settings are given now, with or without --resume."""
     stats_file, run_file = out / STATS, out / RUN_CONFIG
+    resumed = claim(out, "training", resume=config.resume, overwrite=config.overwrite,
+                    has_results=lambda p: (p / STATS).is_file() or latest_checkpoint(p) is not None)
+    if not resumed:
+        return None
     if stats_file.is_file():
-        if config.resume:
-            return json.loads(stats_file.read_text("utf-8"))
-        raise UserError(f"--out {out} already holds a finished training run; choose another --out")
-    if run_file.is_file():
-        if not config.resume:
-            raise UserError(
-                f"--out {out} holds an unfinished training run; pass --resume to continue it "
-                "or choose another --out"
-            )
+        return TrainingStats.read(stats_file).dump()
+    if run_file.is_file() and latest_checkpoint(out) is not None:
         previous = json.loads(run_file.read_text("utf-8"))
         current = _comparable(config)
         changed = sorted(
@@ -191,10 +193,8 @@ def _prepare_out(out: Path, config: TrainConfig) -> dict[str, Any] | None:
         if changed:
             raise UserError(
                 f"--resume: the run in {out} was started with different settings ({', '.join(changed)}); "
-                "resume with the same arguments or choose another --out"
+                "resume with the same arguments, --overwrite to start again, or choose another --out"
             )
-    elif out.exists() and any(p.name != TOKENIZED for p in out.iterdir()):
-        raise UserError(f"--out {out} exists and is not a training run directory; choose another --out")
     return None
 
 
@@ -203,10 +203,10 @@ def _comparable(config: TrainConfig) -> dict[str, Any]:
         json.dumps(
             {
                 "domain": config.domain,
-                "data": ",".join(str(Path(p).expanduser().resolve()) for p in config.data.split(",")),
+                "data": ",".join(str(Path(p).expanduser().resolve()) for p in config.data),
                 "base": str(Path(config.base).expanduser().resolve()) if Path(config.base).expanduser().exists()
                 else config.base,
-                "recipe": config.recipe,
+                "hparams": config.hparams,
                 "settings": config.settings,
             },
             default=str,
@@ -293,6 +293,7 @@ def _stats(
     losses = [h["loss"] for h in history if "loss" in h]
     return {
         "kind": "training",
+        "schema_version": TrainingStats.VERSION,
         "name": Path(config.out).name,
         "domain": config.domain,
         "base_model": base,
@@ -301,7 +302,7 @@ def _stats(
             "files": [str(f) for f in source.files],
             "curation": _curation_summary(source.curation),
         },
-        "recipe": config.recipe,
+        "hparams": config.hparams,
         "settings": config.settings,
         "resolved": _resolved(trainer.args),
         "examples": counts,
@@ -333,24 +334,13 @@ def _resolved(args: Any) -> dict[str, Any]:
     }
 
 
-def _curation_summary(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+def _curation_summary(stats: CurationStats | None) -> dict[str, Any] | None:
     """What the curation card says about the data: its counts and where it came from."""
-    if not stats:
+    if stats is None:
         return None
-    summary: dict[str, Any] = {
-        k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    if isinstance(stats.get("counts"), dict):
-        summary.update(stats["counts"])
-    source, teacher = stats.get("source"), stats.get("teacher")
-    if isinstance(source, dict) and source.get("name"):
-        summary["source"] = source["name"]
-    if isinstance(teacher, dict) and teacher.get("model"):
-        summary["teacher"] = teacher["model"]
-    funnel = stats.get("funnel")
-    if isinstance(funnel, list):
-        summary["funnel"] = {s["stage"]: f"{s['in']}->{s['out']}" for s in funnel if {"stage", "in", "out"} <= s.keys()}
-    return summary
+    return {"rows": stats.rows, "problems": stats.problems, "rejected": stats.rejected,
+            "source": stats.source.name, "teacher": stats.teacher.get("model"),
+            "funnel": {s.stage: f"{s.n_in}->{s.n_out}" for s in stats.funnel}}
 
 
 def hardware(processes: int) -> dict[str, Any]:
@@ -376,10 +366,10 @@ def hardware(processes: int) -> dict[str, Any]:
 
 def command(config: TrainConfig) -> str:
     parts = ["branchmerge train", config.domain]
-    for path in config.data.split(","):
+    for path in config.data:
         parts += ["--data", path]
     parts += ["--base", config.base]
-    parts += ["--out", config.out, "--recipe", config.recipe]
+    parts += ["--out", config.out, "--hparams", config.hparams]
     if config.max_steps:
         parts += ["--max-steps", str(config.max_steps)]
     for key, value in config.overrides.items():

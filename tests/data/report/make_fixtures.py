@@ -129,8 +129,8 @@ def summary(model: str, bench: str, spec: dict, rows: list[dict], rng: random.Ra
     if spec["domain"] == "science":
         metrics["pass@1_strict"], metrics["pass@1_lenient"] = pass1 - 0.02, pass1
     return {
-        "kind": "evaluation", "bench": bench, "bench_version": spec["version"], "model": model,
-        "model_path": f"runs/train/{model}", "n": n, "num_problems": spec["problems"], "num_samples": len(rows),
+        "kind": "evaluation", "schema_version": 1, "bench": bench, "bench_version": spec["version"],
+        "domain": spec["domain"], "model": model, "model_path": f"../../../train/{model}", "n": n, "num_problems": spec["problems"], "num_samples": len(rows),
         "metrics": metrics,
         "tokens": {
             "completion": token_stats(tokens), "thinking": token_stats(thinking),
@@ -151,10 +151,12 @@ def write_eval(root: Path, rng: random.Random) -> None:
             out.mkdir(parents=True)
             rows = sample_rows(rng, model, bench, spec)
             (out / "summary.json").write_text(json.dumps(summary(model, bench, spec, rows, rng), indent=1))
-            (out / "config.json").write_text(json.dumps({
-                "model": {"path": f"runs/train/{model}", "sha256": "0" * 16}, "bench": bench,
-                "dataset": {"id": f"hub/{bench}", "revision": "abc123", "rows": spec["problems"]},
-                "engine": {"name": "vllm", "version": "0.8.5"}, "sampling": {"max_tokens": MAX_TOKENS},
+            (out / "config.json").write_text(json.dumps({  # the shape branchmerge/evaluate/run.py writes
+                "kind": "evaluation-config", "schema_version": 1, "bench": bench, "model": model,
+                "model_path": f"../../../train/{model}",
+                "model_fingerprint": {"model": f"runs/train/{model}", "local": True, "content_hash": "0" * 16},
+                "dataset": {"id": f"hub/{bench}", "revision": "abc123", "num_rows": spec["problems"]},
+                "engine": {"engine": "vllm", "vllm": "0.8.5"}, "sampling": {"max_tokens": MAX_TOKENS},
                 "git_commit": "83443d4",
             }, indent=1))
             with (out / "samples.jsonl").open("w") as fh:
@@ -177,7 +179,9 @@ def write_stages(root: Path, rng: random.Random) -> None:
                 "dropped": dropped, "reasons": reasons}
 
     (cur / "stats.json").write_text(json.dumps({  # the shape branchmerge/curate/pipeline.py writes
-        "kind": "curation", "domain": "math", "rows": 200, "problems": 180, "teacher": "deepseek-r1 (replay)",
+        "kind": "curation", "schema_version": 1, "domain": "math", "rows": 200, "problems": 180,
+        "source": {"name": "open-r1/OpenR1-Math-220k", "kind": "hub", "adapter": "openr1-math"},
+        "teacher": {"name": "replay", "engine": "replay", "model": "deepseek-r1"},
         "funnel": [stage("source", "source rows", 210, {"malformed": 10}),
                    stage("generate", "problems -> completions", 200, {}, out=400),
                    stage("verify", "completions", 400, {"incorrect": 90, "unparsed": 10}),
@@ -205,8 +209,10 @@ def write_stages(root: Path, rng: random.Random) -> None:
     train = root / "train-math"
     train.mkdir()
     (train / "stats.json").write_text(json.dumps({
-        "kind": "training", "name": "train-math", "domain": "math", "base_model": "tiny-qwen2", "recipe": "demo",
-        "steps": 60, "tokens_seen": 123456, "first_loss": 3.9, "final_loss": 1.23, "wall_time_s": 42.0,
+        "kind": "training", "schema_version": 1, "name": "train-math", "domain": "math", "base_model": "tiny-qwen2",
+        "data": {"path": "../curate-math"}, "hparams": "demo", "settings": {"max_length": 512, "overlong": "drop"},
+        "examples": {"rows": 200, "examples": 198}, "steps": 60, "epochs": 1.0, "tokens_seen": 123456,
+        "first_loss": 3.9, "final_loss": 1.23, "wall_time_s": 42.0, "train_time_s": 40.0,
     }, indent=1))
     (train / "metrics.jsonl").write_text("".join(
         json.dumps({"step": s, "loss": 3.0 * math.exp(-s / 20) + 1.0, "learning_rate": 1e-5}) + "\n"
@@ -216,9 +222,12 @@ def write_stages(root: Path, rng: random.Random) -> None:
     merge = root / "merge-fusion"
     merge.mkdir()
     (merge / "stats.json").write_text(json.dumps({
-        "kind": "merge", "method": "arcee_fusion", "mode": "compat", "seed": 0, "device": "cpu",
-        "inputs": [{"ref": "science-branch", "role": "base"}, {"ref": "math-branch", "role": "model"}],
-        "dtype": "bfloat16", "out_dtype": "bfloat16", "wall_s": 3.5,
+        "kind": "merge", "schema_version": 1, "method": "arcee_fusion", "mode": "compat", "seed": 0, "device": "cpu",
+        "threads": 2, "config": {"merge_method": "arcee_fusion"},
+        "inputs": [{"ref": "science-branch", "path": "../train/science-branch", "role": "base", "sha256": "0" * 64},
+                   {"ref": "math-branch", "path": "../train/math-branch", "role": "model", "sha256": "1" * 64}],
+        "dtype": "bfloat16", "out_dtype": "bfloat16", "tensors": 27, "parameters": 300000,
+        "shards": ["model.safetensors"], "time_s": 3.5,
     }, indent=1))
     (merge / "README.md").write_text("# Merge card\n\nMethod: `arcee_fusion` (IQR factor 1.5).\n\n"
                                      "1. science-branch (base)\n2. math-branch\n")
