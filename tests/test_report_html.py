@@ -118,7 +118,7 @@ def test_card_markdown_is_rendered_safely() -> None:
     assert "<strong>bold</strong>" in out and "<code>a&lt;b</code>" in out
     assert '<a href="https://x.org/a?b=1&amp;c=2" rel="noopener noreferrer">ok</a>' in out
     assert "javascript:" not in out.split("[bad]")[0] and 'href="javascript' not in out
-    assert "<td>&lt;i&gt;2&lt;/i&gt;</td>" in out and "<ul><li>one</li><li>two</li></ul>" in out
+    assert "<td>&lt;i&gt;2&lt;/i&gt;</td>" in out and "<ul>\n<li>one</li>\n<li>two</li>\n</ul>" in out
     assert "<script>" not in out and out.count("&lt;script&gt;") == 2
 
 
