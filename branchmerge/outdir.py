@@ -147,3 +147,23 @@ def _replace(path: Path, kind: str, names: list[str], flag: str, check_only: boo
 def mark(path: Path, kind: str) -> None:
     """Write the marker that says a ``kind`` run of branchmerge wrote ``path``."""
     write_json(path / MARKER, {"kind": kind, "claimed": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def claim_file(path: str | Path, signature: str, flag: str) -> Path:
+    """Check that ``path`` may be written: new, or a file whose first or last KiB carries ``signature`` (an
+    earlier output of the same command). A folder, or a file branchmerge did not write, is refused untouched."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; give a file path")
+    if path.exists():
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(1024)
+                fh.seek(max(0, path.stat().st_size - 1024))
+                tail = fh.read()
+        except OSError as exc:
+            raise UserError(f"{flag} {path}: cannot be read ({exc}); choose another file") from None
+        if signature not in (head + tail).decode("utf-8", errors="replace"):
+            raise UserError(f"{flag} {path}: exists and was not written by branchmerge; nothing was changed — "
+                            "choose another file name")
+    return path

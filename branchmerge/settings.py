@@ -46,26 +46,29 @@ class Setting:
     split: str | None = None
     metavar: str | None = None
     convert: Callable[[Any, str], Any] | None = None
+    input: bool = False
 
 
 def setting(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, flag: str | None = None,
             short: str | None = None, aliases: Iterable[str] = (), choices: Iterable[Any] | None = None,
             ge: float | None = None, gt: float | None = None, le: float | None = None, cli: bool = True,
             argument: bool = False, pairs: str | None = None, split: str | None = None,
-            metavar: str | None = None, convert: Callable[[Any, str], Any] | None = None) -> Any:
+            metavar: str | None = None, convert: Callable[[Any, str], Any] | None = None,
+            input: bool = False) -> Any:
     """A dataclass field with its user-facing declaration.
 
     ``flag`` defaults to ``--name-with-dashes``; ``aliases`` are old spellings, accepted but not shown;
     ``choices``/``ge``/``gt``/``le`` are checked wherever a value comes from; ``cli=False`` keeps a
     setting out of the command line (file and Python only); ``argument`` makes it positional;
     ``pairs`` reads a mapping from repeatable ``KEY=VALUE`` items; ``split`` lets list items be joined;
-    ``convert(value, where)`` turns a user's spelling into the declared type first (``5B`` -> bytes).
+    ``convert(value, where)`` turns a user's spelling into the declared type first (``5B`` -> bytes);
+    ``input`` marks a path (or Hub id) the command reads, which ``run --dry-run`` checks before a run.
     """
     if pairs is not None and pairs not in PAIRS:
         raise ValueError(f"pairs must be one of {PAIRS}")
     spec = Setting(help=help, flag=flag, short=short, aliases=tuple(aliases),
                    choices=None if choices is None else tuple(choices), ge=ge, gt=gt, le=le, cli=cli,
-                   argument=argument, pairs=pairs, split=split, metavar=metavar, convert=convert)
+                   argument=argument, pairs=pairs, split=split, metavar=metavar, convert=convert, input=input)
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"setting": spec})
 
 
@@ -383,12 +386,14 @@ def aliases_of(cls: type) -> dict[str, str]:
     return out
 
 
-def command_class(aliases: dict[str, str]) -> type:
-    """A Typer command class that accepts ``aliases`` (old spellings) without showing them in --help."""
+def command_class(cls: type) -> type:
+    """A Typer command class for the settings of ``cls``: it accepts their old spellings without showing
+    them in --help, and tells the recipe runner which config class its options fill."""
     from typer.core import TyperCommand
 
     class AliasedCommand(TyperCommand):
-        hidden_aliases = dict(aliases)
+        hidden_aliases = aliases_of(cls)
+        config_class = cls
 
         def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
             return super().parse_args(ctx, rewrite_aliases(args, self.hidden_aliases))
@@ -444,4 +449,4 @@ def command(cls: type, run: Callable[[Any], None], *, fixed: dict[str, Any] | No
 
     invoke.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     invoke.__annotations__ = {p.name: p.annotation for p in params}
-    return invoke, command_class(aliases_of(cls))
+    return invoke, command_class(cls)

@@ -32,7 +32,7 @@ class CurateConfig:
 
     domain: str = setting(help="Domain of the problems.", choices=DOMAINS, cli=False)
     source: str = setting(help="Hub dataset id, or a local .jsonl/.json/.csv/.parquet file or folder.",
-                          short="-s")
+                          short="-s", input=True)
     out: str = setting(help="Output folder (created by this run; refused if it holds anything else).",
                        short="-o")
     teacher: str = setting("replay", help="replay, a preset (deepseek-r1, deepseek-r1-local) or an engine "
@@ -76,7 +76,8 @@ class CurateConfig:
                                           ge=0, le=1, cli=False)
     max_tokens_length: int | None = setting(None, ge=1,
                                             help="Drop examples longer than this in student tokens (TinyR1: 16384).")
-    student_tokenizer: str | None = setting(None, help="Tokenizer (path or Hub id) that measures lengths.")
+    student_tokenizer: str | None = setting(None, help="Tokenizer (path or Hub id) that measures lengths.",
+                                            input=True)
     near_dup_threshold: float = setting(0.8, help="MinHash Jaccard threshold for near-duplicates.", gt=0, le=1)
     minhash_perms: int = setting(128, help="MinHash permutations.", ge=16, cli=False)
     shingle_words: int = setting(5, help="Words per MinHash shingle.", ge=1, cli=False)

@@ -26,6 +26,7 @@ from branchmerge.curate.adapters import AdapterContext, Item, adapt, choose_adap
 from branchmerge.curate.config import CurateConfig
 from branchmerge.curate.decontam import build_index
 from branchmerge.curate.sources import Source, open_source
+from branchmerge.curate.teachers import build_teacher, check_teacher_key
 from branchmerge.engines.base import Completion, Request
 from branchmerge.errors import UserError
 from branchmerge.outdir import claim
@@ -89,6 +90,7 @@ class Curation:
     # -- stages ---------------------------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.config
+        check_teacher_key(cfg)  # before the output folder, the source download or any request
         self.check_resume()
         with self.funnel.timed("source"):
             source, adapter, items = self.load_items()
@@ -164,8 +166,6 @@ class Curation:
         return source, adapter, [it for it in items if it.problem is not None]
 
     def generate(self, items: list[Item]) -> tuple[list[dict[str, Any]], Any]:
-        from branchmerge.curate.teachers import build_teacher
-
         problems = {it.problem["id"]: it.problem for it in items}
         teacher = build_teacher(self.config, items)
         store = RunStore(self.out, ("id", "sample_idx"), "generation")

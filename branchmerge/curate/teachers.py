@@ -8,12 +8,13 @@ with ``--model``) generates new ones. Either way the completions reach the run s
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from branchmerge.curate.adapters import Item
 from branchmerge.curate.config import CurateConfig
-from branchmerge.engines import ENGINES, SamplingParams, get_engine, load_preset, preset_table
+from branchmerge.engines import ENGINES, SamplingParams, get_engine, load_preset, needed_key, preset_table
 from branchmerge.errors import UserError, choice_error
 
 
@@ -22,6 +23,27 @@ class Teacher:
     engine: Any
     params: SamplingParams
     description: dict[str, Any]  # what the card and stats say about the teacher
+
+
+def teacher_key(config: CurateConfig) -> str | None:
+    """The environment variable holding the teacher's API key, or None when it needs none; known
+    without building the engine, so a missing key stops the run before any download or request."""
+    if config.teacher == "replay":
+        return None
+    if config.teacher in ENGINES:
+        return needed_key(config.teacher, config.base_url, config.api_key_env)
+    if config.teacher not in preset_table():
+        raise choice_error("teacher", config.teacher, ["replay", *ENGINES, *preset_table()])
+    preset = load_preset(config.teacher, engine=config.engine, model=config.model, base_url=config.base_url,
+                         api_key_env=config.api_key_env, **config.teacher_options)
+    return needed_key(preset.engine, preset.options.get("base_url"), preset.options.get("api_key_env"))
+
+
+def check_teacher_key(config: CurateConfig) -> None:
+    key = teacher_key(config)
+    if key and not os.environ.get(key):
+        raise UserError(f"--teacher {config.teacher} needs an API key: set the environment variable {key} "
+                        "(or name another variable with --api-key-env, or point --base-url at a local server)")
 
 
 def build_teacher(config: CurateConfig, items: list[Item]) -> Teacher:
@@ -39,12 +61,14 @@ def build_teacher(config: CurateConfig, items: list[Item]) -> Teacher:
         options = dict(config.teacher_options)
         if config.base_url:
             options["base_url"] = config.base_url
+        if config.api_key_env and config.teacher == "openai":
+            options["api_key_env"] = config.api_key_env
         engine_name, model, sampling = config.teacher, config.model, {}
     else:
         if config.teacher not in preset_table():
             raise choice_error("teacher", config.teacher, [*ENGINES, *preset_table()])
         preset = load_preset(config.teacher, engine=config.engine, model=config.model, base_url=config.base_url,
-                             **config.teacher_options)
+                             api_key_env=config.api_key_env, **config.teacher_options)
         engine_name, model, options, sampling = preset.engine, preset.model, preset.options, preset.sampling
     for key, value in (("temperature", config.temperature), ("top_p", config.top_p),
                        ("max_tokens", config.max_new_tokens)):

@@ -14,10 +14,12 @@ from typing import Any
 
 from branchmerge.engines.base import Completion, Engine, Request, SamplingParams
 from branchmerge.errors import UserError, choice_error
+from branchmerge.settings import read_yaml
 
 ENGINES = ("hf", "openai", "vllm", "replay", "toy")
 
-__all__ = ["Completion", "Engine", "Request", "SamplingParams", "ENGINES", "Preset", "get_engine", "load_preset", "preset_table"]
+__all__ = ["Completion", "Engine", "Request", "SamplingParams", "ENGINES", "Preset", "get_engine", "load_preset",
+           "needed_key", "preset_table"]
 
 
 def get_engine(name: str, model: str, **options: Any) -> Engine:
@@ -63,11 +65,35 @@ def preset_table(extra_files: list[str | Path] | None = None) -> dict[str, dict[
     table = yaml.safe_load(resources.files("branchmerge.engines").joinpath("presets.yaml").read_text())
     files = [p for p in os.environ.get("BRANCHMERGE_PRESETS", "").split(os.pathsep) if p]
     for path in [*files, *(extra_files or [])]:
-        try:
-            table.update(yaml.safe_load(Path(path).read_text()) or {})
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"cannot read presets file {path}: {exc}") from None
+        data = read_yaml(path, "engine presets") or {}
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping of preset names to presets")
+        for spec in data.values():
+            if isinstance(spec, dict) and isinstance(spec.get("options"), dict):
+                spec["options"] = _local_paths(spec["options"], Path(path).parent)
+        table.update(data)
     return table
+
+
+def _local_paths(value: Any, folder: Path) -> Any:
+    """``./x`` and ``../x`` in a presets file are relative to that file, so a copied run folder still works."""
+    if isinstance(value, str) and value.startswith(("./", "../")):
+        return str((folder / value).resolve())
+    if isinstance(value, list):
+        return [_local_paths(v, folder) for v in value]
+    if isinstance(value, dict):
+        return {k: _local_paths(v, folder) for k, v in value.items()}
+    return value
+
+
+def needed_key(engine: str, base_url: str | None, api_key_env: str | None) -> str | None:
+    """The environment variable an engine will need for its API key, or None (a local engine, or a
+    server on loopback, which needs none)."""
+    from branchmerge.engines.openai import is_loopback
+
+    if engine != "openai" or (base_url and is_loopback(base_url)):
+        return None
+    return api_key_env or "OPENAI_API_KEY"
 
 
 def load_preset(
@@ -76,6 +102,7 @@ def load_preset(
     model: str | None = None,
     base_url: str | None = None,
     extra_files: list[str | Path] | None = None,
+    api_key_env: str | None = None,
     **options: Any,
 ) -> Preset:
     """Resolve preset ``name``; ``engine``/``model``/``base_url``/``options`` override it.
@@ -97,6 +124,8 @@ def load_preset(
         opts.setdefault("api_key_env", spec.get("api_key_env", "OPENAI_API_KEY"))
         if base_url:
             opts["base_url"] = base_url
+        if api_key_env:
+            opts["api_key_env"] = api_key_env
     opts.update(options)
     resolved_model = model or section.get("model") or spec["model"]
     return Preset(name, chosen, resolved_model, opts, dict(spec.get("sampling", {})))

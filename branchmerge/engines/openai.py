@@ -68,10 +68,10 @@ class OpenAIEngine:
         self.max_backoff_s = max_backoff_s
         self.extra_body = dict(extra_body or {})
         key = os.environ.get(api_key_env)
-        if not key and not _is_loopback(self.base_url):
+        if not key and not is_loopback(self.base_url):
             raise UserError(
                 f"no API key: set the environment variable {api_key_env} for {self.base_url} "
-                "(or choose another with --api-key-env)"
+                "(or name another variable with --api-key-env)"
             )
         headers = {"Content-Type": "application/json"}
         if key:
@@ -212,7 +212,7 @@ def _retry_after(value: str | None) -> float | None:
     return min(600.0, max(0.0, when.timestamp() - time.time()))
 
 
-def _is_loopback(url: str) -> bool:
+def is_loopback(url: str) -> bool:
     host = urlparse(url).hostname or ""
     if host == "localhost":
         return True

@@ -21,7 +21,7 @@ class EvaluateConfig:
     bench: list[str] = setting(short="-b", split=",",
                                help="Benchmark name or file.yaml[:name]; repeatable or comma-separated.")
     out: str = setting(short="-o", help="Results folder (one sub-folder per benchmark).")
-    model: str = setting("", short="-m", help="Model path, Hub id, or served model name.")
+    model: str = setting("", short="-m", help="Model path, Hub id, or served model name.", input=True)
     engine: str = setting("hf", choices=ENGINES, help="Generation engine.")
     n: int | None = setting(None, ge=1, help="Samples per problem (default: the benchmark's).")
     temperature: float = setting(0.6, ge=0, help="Sampling temperature.")
@@ -29,7 +29,7 @@ class EvaluateConfig:
     max_tokens: int = setting(32768, ge=1, aliases=("--max-new-tokens",), help="Generation cap per sample.")
     seed: int = setting(0, help="Sampling seed (and the GPQA option-shuffle seed).")
     limit: int | None = setting(None, ge=1, help="Only the first N problems (smoke tests).")
-    data: list[str] = setting(default_factory=list,
+    data: list[str] = setting(default_factory=list, input=True,
                               help="Local rows instead of the Hub (jsonl, json, csv, parquet): PATH, or NAME=PATH "
                               "per benchmark; repeatable.")
     resume: bool = setting(False, help="Continue a stopped run in the same --out.")

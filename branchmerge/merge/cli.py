@@ -33,13 +33,13 @@ HELP = (
 
 @dataclass(frozen=True)
 class MergeCommand(Options):
-    config: Path | None = setting(None, argument=True, help="mergekit-style YAML config.")
+    config: Path | None = setting(None, argument=True, help="mergekit-style YAML config.", input=True)
     out_dir: Path | None = setting(None, argument=True, help="Output model folder (or give --out).")
     out: Path | None = setting(None, short="-o", help="Output model folder.")
     overwrite: bool = setting(False, help="Replace OUT if an earlier branchmerge merge wrote it.")
     method: str | None = setting(None, help="Shorthand: merge method for --base and --model.")
-    base: Path | None = setting(None, help="Shorthand: base (left) model folder.")
-    model: list[Path] = setting(default_factory=list, help="Shorthand: other model folder; repeatable.")
+    base: Path | None = setting(None, help="Shorthand: base (left) model folder.", input=True)
+    model: list[Path] = setting(default_factory=list, help="Shorthand: other model folder; repeatable.", input=True)
     dtype: str | None = setting(None, help="Shorthand: working dtype (bfloat16, float16, float32).")
     out_dtype: str | None = setting(None, help="Shorthand: output dtype (default: --dtype).")
     tokenizer_source: str | None = setting(None, help="Shorthand: 'base' to align vocabularies to the base.")

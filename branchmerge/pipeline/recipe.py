@@ -26,9 +26,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from branchmerge.errors import UserError
+from branchmerge.errors import UserError, did_you_mean
+from branchmerge.settings import check_keys, read_yaml
 
 STAGE_KEYS = {"id", "command", "args", "options", "done", "estimate", "expected", "launcher", "description"}
 RECIPE_KEYS = {"name", "description", "vars", "env", "stages", "notes"}
@@ -51,9 +50,8 @@ class Stage:
         argv = [*self.command, *self.args]
         for name, value in self.options.items():
             flag = "--" + name.replace("_", "-")
-            if isinstance(value, bool):
-                if value:
-                    argv.append(flag)
+            if isinstance(value, bool):  # every boolean setting has a --no- form
+                argv.append(flag if value else f"--no-{flag[2:]}")
             elif isinstance(value, list):
                 for item in value:
                     argv += [flag, str(item)]
@@ -72,29 +70,40 @@ class Recipe:
     path: Path | None = None
 
 
+def builtin_recipes() -> list[str]:
+    """Names of the recipes shipped in ``branchmerge/recipes``."""
+    folder = resources.files("branchmerge.recipes")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
 def builtin_recipe(name: str) -> Path:
     """Path of a recipe shipped in ``branchmerge/recipes`` (``tinyr1``, ``demo``)."""
-    path = Path(str(resources.files("branchmerge.recipes").joinpath(f"{name}.yaml")))
-    if not path.exists():
-        raise UserError(f"no built-in recipe {name!r}")
-    return path
+    if name not in builtin_recipes():
+        raise UserError(f"no built-in recipe {name!r}{did_you_mean(name, builtin_recipes())}; built-in: "
+                        f"{', '.join(builtin_recipes())}")
+    return Path(str(resources.files("branchmerge.recipes").joinpath(f"{name}.yaml")))
+
+
+def find_recipe(name: str | Path) -> Path:
+    """A YAML path when the argument names one (``.yaml``/``.yml``), else a built-in recipe by name; a
+    local folder that happens to share a built-in's name never shadows it."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    if str(name) in builtin_recipes():
+        return builtin_recipe(str(name))
+    if path.is_file():
+        return path
+    raise UserError(f"recipe {str(name)!r}: not a built-in recipe ({', '.join(builtin_recipes())}) and not a "
+                    f"YAML file{did_you_mean(str(name), builtin_recipes())}")
 
 
 def load_recipe(path: str | Path, overrides: dict[str, str] | None = None) -> Recipe:
-    path = Path(path)
-    if not path.exists() and not path.suffix:
-        path = builtin_recipe(str(path))
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such recipe file") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    path = find_recipe(path)
+    raw = read_yaml(path, "pipeline recipe")
     if not isinstance(raw, dict) or not isinstance(raw.get("stages"), list) or not raw["stages"]:
         raise UserError(f"{path}: a recipe is a mapping with a non-empty 'stages' list")
-    unknown = set(raw) - RECIPE_KEYS
-    if unknown:
-        raise UserError(f"{path}: unknown recipe key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(RECIPE_KEYS))}")
+    check_keys(raw, RECIPE_KEYS, str(path))
     variables = {k: str(v) for k, v in (raw.get("vars") or {}).items()}
     for key, value in (overrides or {}).items():
         if key not in variables:
@@ -120,9 +129,7 @@ def load_recipe(path: str | Path, overrides: dict[str, str] | None = None) -> Re
         if not isinstance(item, dict):
             raise UserError(f"{path}: {where} is not a mapping")
         where = f"stage {item.get('id', i + 1)!s}"
-        bad = set(item) - STAGE_KEYS
-        if bad:
-            raise UserError(f"{path}: {where}: unknown key(s) {', '.join(sorted(bad))}; valid: {', '.join(sorted(STAGE_KEYS))}")
+        check_keys(item, STAGE_KEYS, f"{path}: {where}")
         for key in ("id", "command", "done"):
             if key not in item:
                 raise UserError(f"{path}: {where}: missing {key!r}")

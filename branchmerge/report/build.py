@@ -7,11 +7,15 @@ from pathlib import Path
 from branchmerge.atomic import write_text
 from branchmerge.console import log
 from branchmerge.errors import UserError
+from branchmerge.outdir import claim_file
 from branchmerge.report.html import Options, render_html
 from branchmerge.report.load import Inputs, load_dirs
+from branchmerge.report.markdown import SIGNATURE as MD_SIGNATURE
 from branchmerge.report.markdown import render_markdown
 from branchmerge.report.reference import published_rows
 from branchmerge.report.table import build_summary
+
+HTML_SIGNATURE = '<meta name="generator" content="branchmerge'
 
 
 def build_report(
@@ -24,7 +28,11 @@ def build_report(
 ) -> Inputs:
     """Write whichever of ``html_path`` and ``md_path`` is given; return what was loaded."""
     if html_path is None and md_path is None:
-        raise UserError("nothing to write: give --html FILE, --md FILE or both")
+        raise UserError("nothing to write: give --out DIR, --html FILE, --md FILE or a mix")
+    if html_path is not None:
+        claim_file(html_path, HTML_SIGNATURE, "--html")
+    if md_path is not None:
+        claim_file(md_path, MD_SIGNATURE, "--md")
     published = published_rows(references or [])
     options = options or Options(title=title)
     inputs = load_dirs(dirs, texts_per_verdict=options.samples_per_model)

@@ -26,6 +26,9 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+SIGNATURE = "<!-- written by branchmerge report -->"
+
+
 def render_markdown(title: str, summary: Summary, inputs: Inputs) -> str:
     lines = [f"# {md_escape(title)}", ""]
     if summary.columns:
@@ -37,7 +40,7 @@ def render_markdown(title: str, summary: Summary, inputs: Inputs) -> str:
         lines += _comparisons(summary)
     if inputs.stages:
         lines += ["## Stage outputs", ""] + [f"- {_stage_line(stage)}" for stage in inputs.stages] + [""]
-    return "\n".join(lines)
+    return "\n".join([*lines, SIGNATURE, ""])
 
 
 def _comparisons(summary: Summary) -> list[str]:

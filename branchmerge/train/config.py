@@ -65,8 +65,8 @@ class TrainConfig:
     domain: str = setting(help="Domain of the branch (mixture: several --data at once).", choices=TRAIN_DOMAINS,
                           argument=True)
     data: list[str] = setting(help="Curation output folder, or parquet/jsonl file; repeat (or comma-join) to "
-                              "train on a mixture.", split=",")
-    base: str = setting(help="Base model: local directory or Hub id.")
+                              "train on a mixture.", split=",", input=True)
+    base: str = setting(help="Base model: local directory or Hub id.", input=True)
     out: str = setting(help="Output folder (becomes the model folder).", short="-o")
     hparams: str = setting("demo", aliases=("--recipe",),
                            help=f"Hyper-parameters: {', '.join(BUILTIN_HPARAMS)}, or a YAML file.")
