@@ -21,6 +21,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+from branchmerge.verify import numeric
+
 GOLD_FORMATS = ("auto", "int", "latex")
 
 
@@ -100,8 +102,12 @@ def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | N
     - identical after ``normalise``: both sides then parse to the same objects and the same
       fallback strings, and math-verify compares those fallback strings too, so it says equal;
     - two plain numbers (integers, decimals, simple fractions; the answer may read ``x = 5``):
-      equal exact values are equal for math-verify too; values more than 0.1% apart are far
-      outside its 6-digit rounding, so it calls them different. Anything in between goes on.
+      equal values are equal for math-verify too; two different exact values (integers,
+      fractions) are different for it (and for our exact-rational fix), and decimals clearly
+      apart are far outside its 6-digit rounding. Anything in between goes on;
+    - two numeric expressions (``3\\sqrt{13}`` against ``4\\sqrt{13}``, ``\\frac{\\pi}{2}+1``)
+      whose values (``numeric.value``) are clearly apart: different for math-verify too. Equal
+      values are never decided here: sympy's exact comparison has the last word on those.
     ``tests/test_verify_math.py`` checks every rule against the full check on the curated pairs.
     """
     fmt = resolve_format(gold, gold_format)
@@ -111,13 +117,18 @@ def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | N
     if g == p and fmt == "latex":
         return True, "fast_same_text"
     assigned = _ASSIGNED.fullmatch(p)
-    gv, pv = _number(g), _number(assigned.group("rest") if assigned else p)
-    if gv is None or pv is None:
+    rest = assigned.group("rest") if assigned else p
+    gv, pv = _number(g), _number(rest)
+    if gv is not None and pv is not None:
+        if gv == pv:
+            return True, "fast_number"
+        exact = "." not in g and "." not in rest  # math-verify compares exact rationals exactly
+        if exact or numeric.clearly_different(float(gv), float(pv)):
+            return False, "fast_number"
         return None
-    if gv == pv:
-        return True, "fast_number"
-    if abs(gv - pv) > Fraction(1, 1000) * max(1, abs(gv), abs(pv)):
-        return False, "fast_number"
+    gx, px = numeric.value(g), numeric.value(rest)
+    if gx is not None and px is not None and numeric.clearly_different(gx, px):
+        return False, "fast_value"
     return None
 
 
@@ -203,21 +214,71 @@ def full_check(gold: str, pred: str, gold_format: str, options: dict[str, Any] |
     if not gold_parsed:
         return {"ok": False, "rule": "gold_unparsed", "error": f"math-verify could not parse the gold {gold!r}"}
     pred_parsed = parse_pred(repair(pred))
-    equal = _mv().verify(
-        gold_parsed,
-        pred_parsed,
-        float_rounding=options.get("float_rounding", 6),
-        numeric_precision=options.get("numeric_precision", 15),
-        strict=options.get("strict", True),
-        timeout_seconds=None,
-    )
-    rule = "math_verify"
+    if options.get("strict", True) and bound_to_differ(gold_parsed, pred_parsed):
+        equal, rule = False, "math_verify_values"  # what verify would say, without its simplify()
+    else:
+        equal, rule = _mv().verify(
+            gold_parsed,
+            pred_parsed,
+            float_rounding=options.get("float_rounding", 6),
+            numeric_precision=options.get("numeric_precision", 15),
+            strict=options.get("strict", True),
+            timeout_seconds=None,
+        ), "math_verify"
     if equal and _exact_mismatch(gold_parsed, pred_parsed, (gold, pred)):
         equal, rule = False, "exact_rational_mismatch"
     result = {"ok": bool(equal), "rule": rule, "parsed_gold": _show(gold_parsed), "parsed_pred": _show(pred_parsed)}
     if equal and _within_tolerance(gold_parsed, pred_parsed):
         result["tolerance"] = True  # equal only after rounding (0.3333333 for 1/3): flagged for audits
     return result
+
+
+# values given to free symbols when two parsed answers are compared numerically: positive, not
+# integers or simple fractions, different for each symbol (two points, tried in turn)
+_POINTS = ((0.5772156649, 1.3247179572, 0.8346268416, 1.6180339887, 0.7071067812, 2.2360679775, 1.2020569032),
+           (1.4142135624, 0.6931471806, 2.7182818285, 0.3678794412, 1.7320508076, 0.9159655942, 1.1319882488))
+
+
+def bound_to_differ(gold: list[Any], pred: list[Any]) -> bool:
+    """True when math-verify's ``verify(gold, pred)`` (strict) is bound to be False, decided
+    without its ``simplify`` (most of the time a wrong answer costs): no two extracted strings
+    are equal, and every (gold, pred) pair of parsed expressions is plain sympy ``Expr`` (not a
+    relation, set, tuple, matrix or lone symbol; no float, percentage or infinity, which
+    verify compares by rounding or special rules) whose difference is clearly non-zero at a
+    point. Then ``sympy_str_eq``, the numeric comparison and ``simplify(a - b) == 0`` all fail.
+    """
+    strings = ([g.strip() for g in gold if isinstance(g, str)], [p.strip() for p in pred if isinstance(p, str)])
+    if any(a and a == b for a in strings[0] for b in strings[1]):
+        return False
+    exprs = ([g for g in gold if not isinstance(g, str)], [p for p in pred if not isinstance(p, str)])
+    return all(_clearly_apart(a, b) for a in exprs[0] for b in exprs[1])
+
+
+def _clearly_apart(a: Any, b: Any) -> bool:
+    import sympy
+
+    for e in (a, b):
+        if not isinstance(e, sympy.Expr) or isinstance(e, sympy.Symbol):
+            return False
+        if e.has(sympy.Float, sympy.UnevaluatedExpr, sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
+            return False
+    symbols = sorted(a.free_symbols | b.free_symbols, key=str)
+    if len(symbols) > len(_POINTS[0]) or any(s.assumptions0.get("integer") or not s.is_real for s in symbols):
+        return False  # integer symbols: simplify may use facts a random real point ignores
+    for point in _POINTS:
+        subs = dict(zip(symbols, point))
+        try:
+            va, vb = complex(a.evalf(30, subs=subs)), complex(b.evalf(30, subs=subs))
+            gap = abs(complex((a - b).evalf(30, subs=subs)))
+        except (TypeError, ValueError, ArithmeticError):
+            continue
+        if all(map(cmath_isfinite, (va, vb))) and gap > 1e-8 * (1 + abs(va) + abs(vb)):
+            return True
+    return False
+
+
+def cmath_isfinite(z: complex) -> bool:
+    return z == z and abs(z) != float("inf")
 
 
 def _within_tolerance(gold: list[Any], pred: list[Any]) -> bool:
