@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from branchmerge.verify import grade, grade_rows, shuffle_options
-from branchmerge.verify.extract import choice_letter
+from branchmerge.verify.choice import choice_letter
 
 OPTIONS = {"A": "1.6 m/s", "B": "3.2 m/s", "C": "6.4 m/s", "D": "0 m/s"}
 REF = {"answer": "B", "options": OPTIONS}
@@ -20,16 +20,31 @@ REF = {"answer": "B", "options": OPTIONS}
         ("$\\boxed{\\text{B}}$", ("B", "boxed"), ("B", "boxed")),
         ("\\boxed{(B)}", ("B", "boxed"), ("B", "boxed")),
         ("\\boxed{B) 3.2 m/s}", ("B", "boxed"), ("B", "boxed")),
-        ("Answer: B", ("B", "answer_colon"), ("B", "answer_colon")),
-        ("**Answer:** B", ("B", "answer_colon"), ("B", "answer_colon")),
-        ("Answer: $B$", ("B", "answer_colon"), ("B", "answer_colon")),
-        ("Answer: (B)", ("B", "answer_colon"), ("B", "answer_colon")),
-        ("Answer: A\nWait, recheck.\nAnswer: B", ("B", "answer_colon"), ("B", "answer_colon")),
-        ("The final answer is B.", ("B", "final_answer_is"), ("B", "final_answer_is")),
+        ("Answer: B", ("B", "answer"), ("B", "answer")),
+        ("**Answer:** B", ("B", "answer"), ("B", "answer")),
+        ("Answer: $B$", ("B", "answer"), ("B", "answer")),
+        ("Answer: (B)", ("B", "answer"), ("B", "answer")),
+        ('Answer: "B"', ("B", "answer"), ("B", "answer")),
+        ("Answer: A\nWait, recheck.\nAnswer: B", ("B", "answer"), ("B", "answer")),
+        ("The final answer is B.", ("B", "final_answer"), ("B", "final_answer")),
+        ("I think the correct answer is B", ("B", "answer"), ("B", "answer")),
+        ("The answer is for sure B, it can't be A or C", ("B", "answer"), ("B", "answer")),
+        ("Option (B) is correct.", ("B", "answer"), ("B", "answer")),
+        ("réponse est B non A", ("B", "answer"), ("B", "answer")),
+        ("答案是 B", ("B", "answer"), ("B", "answer")),
+        ("Ответ: B", ("B", "answer"), ("B", "answer")),
+        ("B", ("B", "leading_letter"), ("B", "leading_letter")),
+        ("(B) 3.2 m/s, because the speed doubles", ("B", "leading_letter"), ("B", "leading_letter")),
+        ("B. It can't be A or C", ("B", "leading_letter"), ("B", "leading_letter")),
+        ("B。不是 A", ("B", "leading_letter"), ("B", "leading_letter")),
+        ("It's not A because the mass doubles, therefore I think it's B", ("B", "it_is"), ("B", "it_is")),
+        ("The answer is not A, it is B.", ("B", "it_is"), ("B", "it_is")),
+        ("The answer is B, since A ignores friction.", ("B", "answer"), ("B", "answer")),
         ("Answer: because the mass doubles, B", ("", "none"), ("B", "last_letter")),
-        ("The answer is B, since A ignores friction.", ("", "none"), ("B", "answer_is")),
-        ("I am fairly sure it is B", ("", "none"), ("B", "last_letter")),
         ("A careful look gives C", ("", "none"), ("C", "last_letter")),
+        ("Probably B. A ignores friction and is wrong.", ("", "none"), ("B", "last_letter")),
+        ("It is not A.", ("", "none"), ("", "none")),
+        ("the answer depends on whether A holds", ("", "none"), ("", "none")),
         ("\\boxed{3.2 m/s}", ("", "none"), ("B", "boxed_option_text")),
         ("Answer: F", ("", "none"), ("", "none")),
         ("answer: b is my guess", ("", "none"), ("", "none")),
@@ -44,7 +59,7 @@ def test_choice_extraction(segment: str, strict: tuple[str, str], lenient: tuple
 
 
 def test_both_modes_reported_and_mode_picks_the_verdict() -> None:
-    completion = "<think>\nAnswer: A? no.\n</think>\n\nI am fairly sure it is B"
+    completion = "<think>\nAnswer: A? no.\n</think>\n\nA careful look gives B"
     strict = grade("science", completion, REF)
     assert strict.verdict == "unparsed"
     assert strict.detail["strict"]["verdict"] == "unparsed"

@@ -22,7 +22,7 @@ from typing import Any
 from branchmerge.errors import UserError, choice_error
 from branchmerge.reasoning import THINK_OPEN, split_reasoning
 from branchmerge.records import DOMAINS
-from branchmerge.verify import code, extract, math_check, science
+from branchmerge.verify import choice, code, extract, math_check, numbers, science
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Verdict:
 OPTION_DEFAULTS: dict[str, Any] = {
     "require_think": True,  # no </think> -> truncated; False: text without <think> is all answer
     "gold_format": "auto",  # math: auto | int (AIME) | latex (MATH-500)
-    "math_fallbacks": extract.DEFAULT_MATH_FALLBACKS,  # after the last \boxed{}
+    "math_fallbacks": extract.MATH_RULES,  # the extraction rules tried after the last \boxed{}
     "timeout": 5.0,  # seconds of wall clock per math pair
     "science_mode": "strict",  # which mode sets a multiple-choice verdict (both are stored)
     "float_rounding": 6,  # passed to math-verify
@@ -47,6 +47,8 @@ _CACHE: dict[tuple[Any, ...], dict[str, Any]] = {}
 _CACHE_MAX = 200_000
 _POOLS: dict[tuple[int, float], Any] = {}
 _POOLS_LOCK = threading.Lock()
+# rules of a full check that decided (a verdict, cached); anything else is a time-out or a crash
+_DECIDED = ("math_verify", "math_verify_values", "exact_rational_mismatch")
 
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
@@ -58,9 +60,9 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
         raise choice_error("science mode", merged["science_mode"], science.MODES)
     if merged["gold_format"] not in math_check.GOLD_FORMATS:
         raise choice_error("gold format", merged["gold_format"], math_check.GOLD_FORMATS)
-    unknown_fb = [f for f in merged["math_fallbacks"] if f not in extract.MATH_FALLBACKS]
+    unknown_fb = [f for f in merged["math_fallbacks"] if f not in extract.MATH_RULES]
     if unknown_fb:
-        raise choice_error("math fallback", unknown_fb[0], tuple(extract.MATH_FALLBACKS))
+        raise choice_error("math fallback", unknown_fb[0], extract.MATH_RULES)
     merged["math_fallbacks"] = tuple(merged["math_fallbacks"])
     return merged
 
@@ -122,16 +124,19 @@ def _prepare(domain: str, completion: Any, reference: Any, finish_reason: Any, o
             reference = json.loads(reference)
         except ValueError:
             pass
-    choice = domain == "science" and science.is_choice(reference)
+    letter = choice.option_letter(_gold_text(reference) or "") if domain == "math" else None
+    if letter:  # an AMC-style math answer "\text{(C)}": which option was chosen is the question
+        reference = {"answer": letter, "letters": "".join(chr(c) for c in range(ord("A"), ord(max("E", letter)) + 1))}
+    is_choice = letter is not None or (domain == "science" and science.is_choice(reference))
     segment, early = answer_segment(completion, finish_reason or "stop", opts["require_think"])
     if early is not None:
         early.detail["gold"] = reference.get("answer") if isinstance(reference, dict) else reference
-        if choice:
+        if is_choice:
             early.detail.update(science.mode_detail(early.verdict, early.detail["rule"]))
         return early
     if domain == "code":
         return _prepare_code(segment, reference)
-    if choice:
+    if is_choice:
         verdict, detail = science.grade_choice(segment, reference, opts["science_mode"])
         return Verdict(verdict, detail)
     return _prepare_math(segment, reference, opts, quantities=domain == "science")
@@ -141,6 +146,7 @@ def _prepare_math(segment: str, reference: Any, opts: dict[str, Any], quantities
     gold = _gold_text(reference)
     if gold is None:
         return Verdict("error", {"extracted": "", "gold": reference, "rule": "no_reference"})
+    gold = extract.reference_answer(gold)
     found = extract.math_answer(segment, opts["math_fallbacks"])
     detail: dict[str, Any] = {"extracted": found.text, "gold": gold, "extract_rule": found.rule}
     if not found.text:
@@ -154,6 +160,7 @@ def _prepare_math(segment: str, reference: Any, opts: dict[str, Any], quantities
         detail.update(unit_gold=units[0], unit_pred=units[1])
         if not all(units) or units[0] == units[1]:
             gold, pred = gold_q[0] if gold_q else gold, pred_q[0] if pred_q else pred
+    gold, pred = numbers.align(gold, pred)
     fast = math_check.fast_verdict(gold, pred, fmt)
     if fast is not None:
         return Verdict("correct" if fast[0] else "incorrect", {**detail, "rule": fast[1]})
@@ -186,7 +193,7 @@ def _math_result(job: _MathJob, result: dict[str, Any], cached: bool) -> Verdict
     if result["rule"] == "timeout":
         detail["timeout"] = True  # counted apart, scored incorrect (reference/evaluation.md §3 #11)
         return Verdict("incorrect", detail)
-    if result["rule"] in ("math_verify", "exact_rational_mismatch"):
+    if result["rule"] in _DECIDED:
         return Verdict("incorrect", detail)
     return Verdict("error", detail)
 
@@ -223,7 +230,7 @@ def _run_math(jobs: list[_MathJob], opts: dict[str, Any], workers: int, progress
         _CACHE.clear()
     for job, result in zip(todo, results):
         known[job.key] = result
-        if result["rule"] in ("math_verify", "exact_rational_mismatch"):  # not time-outs and crashes
+        if result["rule"] in _DECIDED:  # not time-outs and crashes
             _CACHE[job.key] = result
     return [_math_result(job, known[job.key], cached=unique.get(job.key) is not job) for job in jobs]
 

@@ -13,7 +13,7 @@ import random
 import re
 from typing import Any
 
-from branchmerge.verify.extract import choice_letter
+from branchmerge.verify.choice import choice_letter
 
 MODES = ("strict", "lenient")
 
@@ -28,6 +28,8 @@ def is_choice(reference: Any) -> bool:
 
 
 def letters_of(reference: dict[str, Any]) -> str:
+    if isinstance(reference.get("letters"), str):
+        return reference["letters"]
     options = reference.get("options")
     if isinstance(options, dict) and options:
         return "".join(sorted(options))
