@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from branchmerge.cli import app, main
-from branchmerge.sandbox import supervisor
+from branchmerge.sandbox import cgroups, supervisor
 from tests.sandbox_helpers import cli_run
 
 AB = {"inputs": ["2 3\n"], "outputs": ["5\n"]}
@@ -79,5 +79,18 @@ def test_doctor_reports_the_tiers():
     assert report["selected"] in ("bwrap", "unshare", "landlock")
     chosen = next(t for t in report["tiers"] if t["tier"] == report["selected"])
     assert chosen["works"] and chosen["layers"]["seccomp"]
+    assert chosen["isolates"] and chosen["does_not"]  # plainly, for every tier
+    cgroup = report["cgroup"]
+    assert cgroup["available"] == (cgroups.hierarchy() is not None)
+    assert (cgroup["where"] if cgroup["available"] else cgroup["why_not"]) and cgroup["covers"]
     human = CliRunner().invoke(app, ["sandbox", "doctor"])
     assert human.exit_code == 0 and "untrusted code runs in" in human.stdout
+    assert "cgroup:" in human.stdout and "does not isolate" in human.stdout
+
+
+def test_doctor_says_what_the_fallback_covers_without_a_cgroup(monkeypatch):
+    monkeypatch.setattr(cgroups, "hierarchy", lambda: None)
+    monkeypatch.setattr(cgroups, "_find", lambda: "cgroup v2: no delegation here (test)")
+    report = json.loads(CliRunner().invoke(app, ["sandbox", "doctor", "--json"]).stdout)
+    assert report["cgroup"]["available"] is False and "no delegation here" in report["cgroup"]["why_not"]
+    assert "per process only" in report["cgroup"]["covers"]

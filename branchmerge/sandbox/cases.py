@@ -37,6 +37,8 @@ def _json(text: str, where: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise UserError(f"{where} is not valid JSON ({exc}); call-based tests hold JSON values") from None
+    except RecursionError:
+        raise UserError(f"{where} nests too deeply to be a test value") from None
 
 
 def parse_tests(tests: dict) -> Suite:

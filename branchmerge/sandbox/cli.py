@@ -29,7 +29,8 @@ Several solutions run on a pool of --workers sandboxes (one JSON object per line
 """
 
 DOCTOR_HELP = """Self-test every isolation tier (bwrap, unshare, landlock, none) and show which one
-runs untrusted code here, and with which layers.
+runs untrusted code here, with which layers, whether whole-solution limits (a cgroup) are
+available, and what each tier does not isolate.
 
 Example:
 
@@ -62,8 +63,12 @@ def _read_tests(path: Path) -> dict:
 def run(
     solutions: Annotated[list[Path], typer.Argument(help="Solution source file(s).")],
     tests: Annotated[Path, typer.Option("--tests", help="TESTS.json (input_output shape).")],
-    timeout_s: Annotated[float, typer.Option("--timeout-s", help="Per test, wall clock.")] = 6.0,
-    memory_mb: Annotated[int, typer.Option("--memory-mb", help="Address space per test.")] = 2048,
+    timeout_s: Annotated[
+        float, typer.Option("--timeout-s", help="Per test, CPU seconds (wall-clock cap: 3x + 1 s).")
+    ] = 6.0,
+    memory_mb: Annotated[
+        int, typer.Option("--memory-mb", help="The whole solution's memory (see sandbox doctor).")
+    ] = 2048,
     output_limit_kb: Annotated[int, typer.Option("--output-limit-kb", help="Cap on a test's output.")] = 16384,
     all_tests: Annotated[bool, typer.Option("--all-tests", help="Do not stop at the first failure.")] = False,
     workers: Annotated[int | None, typer.Option("--workers", help="Sandboxes at once (default: cores).")] = None,
@@ -116,7 +121,7 @@ def _show(path: Path, result) -> None:
 
 
 def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
-    from branchmerge.sandbox.supervisor import doctor_report
+    from branchmerge.sandbox.doctor import doctor_report
 
     report = doctor_report()
     if as_json:
@@ -133,11 +138,16 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print the repor
             why = row["why_not"] or ("" if row["safe"] else "no isolation: only with --unsafe")
             table.add_row(row["tier"], "yes" if row["works"] else "no", shown, why)
         out.print(table)
-        out.print(
-            "every tier: RLIMIT_AS and RLIMIT_CPU per test, "
-            + ", ".join(next((r["layers"].get("rlimits", []) for r in report["tiers"] if r["works"]), []))
-            + "; wall-clock kill of the whole process tree; capped output; empty environment"
-        )
+        cgroup = report["cgroup"]
+        where = cgroup["where"] or f"none ({cgroup['why_not']})"
+        out.print(f"cgroup: {where}", markup=False)
+        out.print(f"  {cgroup['covers']}", markup=False)
+        out.print(f"time: {report['time']}; every tier: capped output, empty environment", markup=False)
+        for row in report["tiers"]:
+            if row["works"] and row["safe"]:
+                out.print(f"[bold]{row['tier']}[/] does not isolate:")
+                for line in row["does_not"]:
+                    out.print(f"  - {line}", markup=False)
         out.print(f"python in the sandbox: {report['python']}; uid: {report['uid']}")
         out.print(f"untrusted code runs in: [bold]{report['selected'] or 'nothing (install bubblewrap)'}[/]")
     if not report["selected"]:

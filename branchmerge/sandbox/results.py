@@ -32,29 +32,35 @@ LCB_CODES = {
 @dataclass
 class Limits:
     """Per-solution limits and switches. ``tier`` forces an isolation tier (bwrap, unshare,
-    landlock, none) instead of the strongest one the start-up self-test finds."""
+    landlock, none) instead of the strongest one the start-up self-test finds.
 
-    timeout_s: float = 6.0  # per test, wall clock (LiveCodeBench's default)
-    memory_mb: int = 2048  # address space of each test's process
+    Time is CPU time, so a busy machine does not turn correct programs into time-outs; the wall
+    clock only caps a test at 3x its limit + 1 s (a program that sleeps or blocks). Memory is the
+    whole solution's where a cgroup can be made (every process, and its shmem, memfd and tmpfs
+    pages; ``sandbox doctor`` says), and each process's peak RSS everywhere."""
+
+    timeout_s: float = 6.0  # per test, CPU seconds (LiveCodeBench's 6 s); wall-clock cap 3x + 1 s
+    memory_mb: int = 2048  # the solution's memory: all its processes together (cgroup), each one's peak RSS
     all_tests: bool = False  # default: stop at the first failing test
     output_limit_kb: int = 16384  # stdout + stderr (+ return value) of one test
     unsafe: bool = False  # allow the 'none' tier (no isolation); only when the user asks
     tier: str | None = None
     lcb_prelude: bool = True  # LiveCodeBench's implicit ``from collections import *`` etc.
-    processes: int = 64  # RLIMIT_NPROC of the sandbox's uid
-    file_size_mb: int = 64  # RLIMIT_FSIZE
+    processes: int = 64  # the solution's processes and threads (pids cgroup; RLIMIT_NPROC of its uid)
+    file_size_mb: int = 64  # RLIMIT_FSIZE: any one file it writes
     open_files: int = 64  # RLIMIT_NOFILE
     python: str | None = None  # interpreter used inside the sandbox (default: chosen at start-up)
-    compile_timeout_s: float = 30.0  # C++: g++ wall time, once per solution
+    compile_timeout_s: float = 30.0  # C++: g++ CPU and wall time, once per solution, under the same memory limit
+    disk_mb: int = 64  # all the files it writes: the size of its tmpfs /tmp (and /dev/shm)
 
 
 @dataclass
 class TestResult:
     verdict: str
-    time_s: float
+    time_s: float  # wall clock
     index: int = 0
-    cpu_s: float = 0.0
-    memory_kb: int = 0
+    cpu_s: float = 0.0  # what the time limit is checked against
+    memory_kb: int = 0  # peak RSS of the test's process
     detail: str = ""  # why it failed, one line
 
 
@@ -66,10 +72,11 @@ class Result:
     tier: str
     passed: int = 0
     total: int = 0
-    time_s: float = 0.0
+    time_s: float = 0.0  # wall clock of the whole run: start-up, compile, tests, teardown
     python: str = ""
     layers: dict = field(default_factory=dict)
     detail: str = ""
+    cpu_s: float = 0.0  # CPU time of the whole solution (its cgroup's; else the sum over its tests)
 
     @property
     def accepted(self) -> bool:

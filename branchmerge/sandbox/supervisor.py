@@ -1,17 +1,16 @@
-"""The trusted side: start one sandboxed harness per solution, feed it the tests one by one,
-compare what comes back with the expected outputs, and tear everything down.
+"""The trusted side: start one sandboxed harness per solution (in a cgroup of its own where the
+host allows one), feed it the tests one by one, judge what comes back (``judge``), and tear
+everything down.
 
-Verdicts come from the comparison, never from the solution's exit code; a test that the harness
-does not answer in time is a time-out; a harness that cannot start is a ``sandbox_error``.
+A batch always gets one result per solution: whatever a solution does, its failure stays its own
+(``sandbox_error`` at worst), and a harness that cannot start is a ``sandbox_error``.
 """
 
 from __future__ import annotations
 
-import json
 import marshal
 import os
 import select
-import shutil
 import signal
 import struct
 import subprocess
@@ -23,12 +22,13 @@ from functools import cache
 from pathlib import Path
 
 from branchmerge.errors import UserError, choice_error
-from branchmerge.sandbox.cases import Case, Suite, parse_tests
-from branchmerge.sandbox.compare import compare_call, compare_stdio
-from branchmerge.sandbox.harness import READY_FIELDS, REPLY_FIELDS
+from branchmerge.sandbox import cgroups
+from branchmerge.sandbox.cases import Suite, parse_tests
+from branchmerge.sandbox.harness import READY_FIELDS, REPLY_FIELDS, wall_cap
+from branchmerge.sandbox.judge import number, text, verdict
 from branchmerge.sandbox.results import Limits, Result, TestResult
 from branchmerge.sandbox.tiers import (
-    ENV,
+    HARNESS_MB,
     NAMESPACES,
     SAFE_TIERS,
     TIERS,
@@ -38,12 +38,18 @@ from branchmerge.sandbox.tiers import (
     interpreter,
     kill_uid,
     launch,
+    memory_backstop,
+    remove_tree,
 )
 
-HARNESS = (Path(__file__).with_name("harness.py")).read_text()
+_HERE = Path(__file__).parent
+HARNESS = (_HERE / "confine.py").read_text() + "\n" + (_HERE / "harness.py").read_text()
 STARTUP_S = 20.0  # the harness must be up and the code compiled within this
-SLACK_S = 10.0  # beyond the per-test limit before the supervisor gives up on the harness
+SLACK_S = 10.0  # beyond a test's wall-clock cap before the supervisor gives up on the harness
 EXCERPT = 2000
+# holds the sandbox back until the supervisor has put it into its cgroup, so nothing it forks
+# (bwrap's and unshare's own processes included) starts outside
+GATE = ["/bin/sh", "-c", 'read -r _ && exec "$@"', "sh"]
 
 
 class _Channel:
@@ -91,100 +97,82 @@ class _Channel:
         fields, pos = [], 4
         try:
             count = struct.unpack(">I", body[:4])[0]
-            for _ in range(count):
+            for _ in range(min(count, len(names) + 1)):
                 n = struct.unpack(">I", body[pos : pos + 4])[0]
                 fields.append(bytes(body[pos + 4 : pos + 4 + n]))
                 pos += 4 + n
         except struct.error:
             return "garbled"
-        if len(fields) != len(names) or pos != size:
+        if len(fields) != len(names) or count != len(names) or pos != size:
             return "garbled"
         return dict(zip(names, fields))
 
 
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
-
-
-def _number(data: bytes, kind: type = float) -> float:
-    try:
-        return kind(data)
-    except ValueError:
-        return kind(0)
-
-
-def _verdict(case: Case, mode: str, reply: dict) -> tuple[str, str]:
-    status = _text(reply["status"])
-    if status != "ok":
-        known = {"time_limit": "time limit exceeded", "memory_limit": "memory limit exceeded",
-                 "output_limit": "output limit exceeded", "runtime_error": None}  # fmt: skip
-        if status not in known:
-            return "sandbox_error", "garbled harness reply"
-        return status, known[status] or f"exit status {_number(reply['exit'], int)}"
-    if mode == "stdio":
-        ok, why = compare_stdio(_text(reply["stdout"]), case.expected)
-        return ("accepted" if ok else "wrong_answer"), why
-    try:
-        envelope = json.loads(reply["result"] or b"null")
-    except ValueError:
-        envelope = None
-    if not isinstance(envelope, dict):
-        return "runtime_error", "the function returned nothing (the program exited first?)"
-    if "ok" not in envelope:
-        return "wrong_answer", str(envelope.get("error", "bad result"))[:200]
-    ok, why = compare_call(envelope["ok"], case.expected, case.apps_style)
-    return ("accepted" if ok else "wrong_answer"), why
-
-
 class _Session:
-    """One harness process for one solution in one tier."""
+    """One harness process for one solution in one tier, in its own cgroup when there is one."""
 
     def __init__(self, tier: str, py: Interpreter, uid: int | None, limits: Limits) -> None:
         self.tier, self.uid, self.limits = tier, uid, limits
+        self.group, self.proc, self.plan = None, None, None
         if uid is not None:
             _adopt_orphans_once()
-        self.plan = launch(tier, py, uid, limits)
         self.log = tempfile.TemporaryFile()
         try:
+            if cgroups.hierarchy() is not None:
+                self.group = cgroups.Group.create((int(limits.memory_mb) + HARNESS_MB) << 20, int(limits.processes) + 8)
+            self.plan = launch(tier, py, uid, limits, cgroup=self.group is not None)
             self.proc = subprocess.Popen(
-                self.plan.argv + [HARNESS],
+                (GATE if self.group else []) + self.plan.argv + [HARNESS],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self.log,
                 cwd=self.plan.cwd,
-                env={} if tier == "bwrap" else dict(ENV),  # bwrap sets the sandbox's own
+                env=self.plan.env,
                 start_new_session=True,
                 **self.plan.popen,
             )
+            if self.group:
+                self.group.attach(self.proc.pid)
+                self.proc.stdin.write(b"\n")
         except OSError:
-            self.log.close()
-            if self.plan.scratch:
-                shutil.rmtree(self.plan.scratch, ignore_errors=True)
+            self.close()
             raise
         cap = 2 * int(limits.output_limit_kb) * 1024 + (1 << 20)
         self.channel = _Channel(self.proc, cap)
+
+    def oom_kills(self) -> int:
+        return self.group.oom_kills() if self.group else 0
 
     def harness_log(self) -> str:
         self.log.seek(0)
         return self.log.read()[-EXCERPT:].decode("utf-8", "replace")
 
     def close(self) -> None:
-        for stream in (self.proc.stdin, self.proc.stdout):
+        """Kill everything of this sandbox, then remove its cgroup and scratch dir (in that order:
+        nothing may still be writing when the dir goes)."""
+        if self.proc is not None:
+            for stream in (self.proc.stdin, self.proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
             try:
-                stream.close()
+                os.killpg(self.proc.pid, signal.SIGKILL)
             except OSError:
                 pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        self.proc.wait()
+            self.proc.wait()
+        if self.group is not None:
+            self.group.remove()
         if self.uid is not None:
-            # a daemon that left the session survives without a pid namespace; with one, the
-            # kernel is already killing everything inside and a single sweep is enough
-            kill_uid(self.uid, rounds=1 if "pid" in NAMESPACES[self.tier] else 50)
-        if self.plan.scratch:
-            shutil.rmtree(self.plan.scratch, ignore_errors=True)
+            # a daemon that left the session survives without a pid namespace or cgroup; with
+            # either, the kernel is already killing everything inside and one sweep is enough
+            contained = "pid" in NAMESPACES[self.tier] or self.group is not None
+            kill_uid(self.uid, rounds=1 if contained else 50)
+        if self.plan is not None and self.plan.scratch:
+            try:
+                remove_tree(self.plan.scratch)
+            except OSError:
+                pass
         self.log.close()
 
 
@@ -204,65 +192,87 @@ def _execute(
         result.detail = f"could not start the {tier} sandbox: {exc}"
         return result
     try:
-        job = {
-            "code": code,
-            "language": language,
-            "compile_timeout_s": float(limits.compile_timeout_s),
-            "mode": suite.mode,
-            "fn_name": suite.fn_name,
-            "timeout_s": float(limits.timeout_s),
-            "memory_mb": int(limits.memory_mb),
-            "output_limit": int(limits.output_limit_kb) * 1024,
-            "confine": session.plan.confine,
-            "site": list(py.site),
-            "prelude": py.exports if limits.lcb_prelude else None,
-        }
-        sent = session.channel.send(job)
-        startup = STARTUP_S + (float(limits.compile_timeout_s) if language == "cpp" else 0.0)
-        ready = session.channel.recv(READY_FIELDS, time.monotonic() + startup) if sent else "eof"
-        if not isinstance(ready, dict) or ready["ready"] != b"ready":
-            result.detail = f"the harness did not start ({ready if isinstance(ready, str) else 'garbled'})"
-            result.stderr = session.harness_log()
-            return result
-        result.python = _text(ready["python"])
-        result.layers = {
-            "rlimits": _text(ready["rlimits"]).split(","),
-            "landlock_abi": _number(ready["landlock_abi"], int),
-            "seccomp": ready["seccomp"] == b"1",
-        }
-        compile_error = _text(ready["compile_error"])
-        if compile_error:
-            result.verdict, result.stderr = "compile_error", compile_error
-            lines = compile_error.strip().splitlines()
-            errors = [line for line in lines if "error:" in line] if language == "cpp" else []
-            result.detail = (errors or lines[-1:])[0][:200]  # g++'s first error; Python's last line
-            return result
-        _run_cases(session, suite, limits, result)
-        return result
+        _serve(session, code, suite, limits, language, result)
+    except Exception as exc:  # noqa: BLE001  (a bug here must cost this solution its result, not the batch)
+        result.verdict, result.detail = "sandbox_error", f"supervisor error: {type(exc).__name__}: {exc}"[:300]
     finally:
+        if session.group is not None:
+            result.cpu_s = round(session.group.cpu_s(), 4)
         session.close()
         result.time_s = round(time.monotonic() - started, 4)
+    if not result.cpu_s:
+        result.cpu_s = round(sum(t.cpu_s for t in result.tests), 4)
+    return result
+
+
+def _serve(session: _Session, code: str, suite: Suite, limits: Limits, language: str, result: Result) -> None:
+    job = {
+        "code": code,
+        "language": language,
+        "compile_timeout_s": float(limits.compile_timeout_s),
+        "mode": suite.mode,
+        "fn_name": suite.fn_name,
+        "timeout_s": float(limits.timeout_s),
+        "memory_mb": int(limits.memory_mb),
+        "rlimit_as": None if session.group else memory_backstop(limits),
+        "output_limit": int(limits.output_limit_kb) * 1024,
+        "confine": session.plan.confine,
+        "site": list(interpreter(limits.python).site),
+        "prelude": interpreter(limits.python).exports if limits.lcb_prelude else None,
+    }
+    sent = session.channel.send(job)
+    startup = STARTUP_S + (float(limits.compile_timeout_s) if language == "cpp" else 0.0)
+    ready = session.channel.recv(READY_FIELDS, time.monotonic() + startup) if sent else "eof"
+    if not isinstance(ready, dict) or ready["ready"] != b"ready":
+        result.detail = f"the harness did not start ({ready if isinstance(ready, str) else 'garbled'})"
+        result.stderr = session.harness_log()
+        return
+    result.python = text(ready["python"])
+    result.layers = {
+        "rlimits": text(ready["rlimits"]).split(","),
+        "landlock_abi": number(ready["landlock_abi"], int),
+        "seccomp": ready["seccomp"] == b"1",
+        "root": text(ready["root"]) if session.tier != "bwrap" else "own",
+        "cgroup": f"v{session.group.version}" if session.group else None,
+    }
+    compile_error = text(ready["compile_error"])
+    if compile_error:
+        result.verdict, result.stderr = "compile_error", compile_error[-EXCERPT:]
+        lines = compile_error.strip().splitlines()
+        errors = [line for line in lines if "error:" in line] if language == "cpp" else []
+        result.detail = (errors or lines[-1:] or ["compilation failed"])[0][:200]  # g++'s first error; Python's last line
+        if session.oom_kills():
+            result.detail = f"the compiler went over the {int(limits.memory_mb)} MB memory limit"
+        return
+    _run_cases(session, suite, limits, result)
 
 
 def _run_cases(session: _Session, suite: Suite, limits: Limits, result: Result) -> None:
     last_stderr = ""
     for index, case in enumerate(suite.cases):
+        ooms = session.oom_kills()
         sent = session.channel.send(case.send)
-        deadline = time.monotonic() + float(limits.timeout_s) + SLACK_S
+        deadline = time.monotonic() + wall_cap(float(limits.timeout_s)) + SLACK_S
         reply = session.channel.recv(REPLY_FIELDS, deadline) if sent else "eof"
+        ooms = session.oom_kills() - ooms
         if isinstance(reply, dict):
-            verdict, why = _verdict(case, suite.mode, reply)
+            name, why = verdict(case, suite.mode, reply, limits, ooms)
+            files_mb = session.group.shmem_mb() if session.group else 0.0
+            if name == "accepted" and files_mb > int(limits.disk_mb):  # the landlock tier has no tmpfs to fill up
+                name, why = "runtime_error", f"its files take {files_mb:.0f} MB; the limit is {int(limits.disk_mb)} MB"
             test = TestResult(
-                verdict, _number(reply["time_s"]), index, _number(reply["cpu_s"]), _number(reply["rss_kb"], int), why
+                name, number(reply["time_s"]), index, number(reply["cpu_s"]), number(reply["rss_kb"], int), why
             )
-            last_stderr = _text(reply["stderr"])
+            last_stderr = text(reply["stderr"])
         elif reply == "timeout":
-            test = TestResult("time_limit", float(limits.timeout_s), index, detail="the harness stopped answering")
+            test = TestResult("time_limit", wall_cap(float(limits.timeout_s)), index, detail="the harness stopped answering")
         elif reply in ("oversized", "garbled"):
             test = TestResult("sandbox_error", 0.0, index, detail=f"{reply} harness reply")
+        elif ooms:
+            test = TestResult("memory_limit", 0.0, index, detail="the kernel OOM-killed the sandbox")
         else:
             log = session.harness_log()
-            infra = "Traceback" in log or "bwrap:" in log
+            infra = "Traceback" in log or "bwrap:" in log or "unshare:" in log
             test = TestResult(
                 "sandbox_error" if infra else "runtime_error",
                 0.0,
@@ -283,6 +293,11 @@ def _run_cases(session: _Session, suite: Suite, limits: Limits, result: Result) 
 
 # ---------------------------------------------------------------- tier selection
 
+# The self-test: a real a+b program, and (in the safe tiers) proof that the seccomp filter holds
+# (setpriority on its parent, the harness, must be refused).
+_PROBE = "a, b = map(int, input().split())\nprint(a + b)\n"
+_PROBE_FILTER = "import os\ntry:\n    os.setpriority(os.PRIO_PROCESS, os.getppid(), 19)\n    print('open')\nexcept OSError:\n    print('held')\n"
+
 
 @cache
 def probe(tier: str, python: str | None = None) -> tuple[bool, str, dict]:
@@ -290,17 +305,23 @@ def probe(tier: str, python: str | None = None) -> tuple[bool, str, dict]:
     py = interpreter(python)
     if py is None:
         return False, "no usable python3 for the sandbox (install python3 system-wide)", {}
-    if tier in ("bwrap", "unshare") and shutil.which(tier) is None:
+    if tier in ("bwrap", "unshare") and not any(os.access(Path(d) / tier, os.X_OK) for d in os.get_exec_path()):
         return False, f"{tier} is not installed", {}
-    suite = parse_tests({"inputs": ["2 3\n"], "outputs": ["5\n"]})
+    safe = tier in SAFE_TIERS
+    code, expected = (_PROBE + _PROBE_FILTER, "5\nheld\n") if safe else (_PROBE, "5\n")
+    suite = parse_tests({"inputs": ["2 3\n"], "outputs": [expected]})
     with Slot() as slot:
-        res = _execute("a, b = map(int, input().split())\nprint(a + b)\n", suite, Limits(timeout_s=10), tier, py, slot.uid)
+        if tier == "landlock" and slot.uid is None:
+            from branchmerge.sandbox.confine import landlock_abi
+
+            if landlock_abi() < 6:
+                return False, "without root (a uid of its own) it needs Landlock ABI >= 6 to stop signals to your processes", {}
+        res = _execute(code, suite, Limits(timeout_s=10), tier, py, slot.uid)
     if res.verdict != "accepted":
-        return False, (res.detail + " " + res.stderr.strip()).strip()[:300], res.layers
+        why = "the seccomp filter does not hold" if "open" in str(res.tests[:1]) else res.detail
+        return False, (why + " " + res.stderr.strip()).strip()[:300], res.layers
     if tier == "landlock" and not res.layers.get("landlock_abi"):
         return False, "Landlock is not available in this kernel", res.layers
-    if tier == "landlock" and not (res.layers.get("seccomp") or res.layers["landlock_abi"] >= 4):
-        return False, "neither seccomp nor Landlock >= 4 can block the network here", res.layers
     return True, "", res.layers
 
 
@@ -340,7 +361,7 @@ def _check_language(language: str, suites: list[Suite]) -> None:
     if language not in LANGUAGES:
         raise choice_error("language", language, LANGUAGES)
     if language == "cpp":
-        if shutil.which("g++") is None:
+        if not any(os.access(Path(d) / "g++", os.X_OK) for d in os.get_exec_path()):
             raise UserError("C++ solutions need g++ on this machine: apt-get install g++", exit_code=3)
         if any(s.mode == "call" for s in suites):
             raise UserError("call-based tests (fn_name) are Python-only; C++ solutions read stdin")
@@ -358,7 +379,7 @@ def run_many(
     language: str = "python",
 ) -> list[Result]:
     """Run (code, tests) pairs on a pool of ``workers`` sandboxes (default: one per core); the
-    results come back in the order of ``jobs``."""
+    results come back in the order of ``jobs``, one per job whatever any solution does."""
     limits = limits or Limits()
     suites = [parse_tests(tests) for _, tests in jobs]
     _check_language(language, suites)
@@ -366,30 +387,14 @@ def run_many(
     py = interpreter(limits.python)
 
     def one(i: int) -> Result:
-        with Slot() as slot:
-            return _execute(jobs[i][0], suites[i], limits, tier, py, slot.uid, language)
+        try:
+            with Slot() as slot:
+                return _execute(jobs[i][0], suites[i], limits, tier, py, slot.uid, language)
+        except Exception as exc:  # noqa: BLE001  (e.g. every uid busy: this job's error, not the batch's)
+            return Result("sandbox_error", [], "", tier, total=len(suites[i].cases), python=py.version,
+                          detail=f"supervisor error: {type(exc).__name__}: {exc}"[:300])  # fmt: skip
 
     if len(jobs) == 1:
         return [one(0)]
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         return list(pool.map(one, range(len(jobs))))
-
-
-def doctor_report() -> dict:
-    """Every tier's self-test, the tier ``run`` would pick, and what runs inside."""
-    from branchmerge.sandbox.tiers import SLOT_UIDS
-
-    py = interpreter(None)
-    rows = []
-    for tier in TIERS:
-        ok, why, layers = probe(tier)
-        layers = {"namespaces": ",".join(NAMESPACES[tier]) or "none", **layers} if ok else layers
-        rows.append({"tier": tier, "works": ok, "why_not": why, "layers": layers, "safe": tier in SAFE_TIERS})
-    selected = next((r["tier"] for r in rows if r["works"] and r["safe"]), None)
-    uid = f"dedicated per sandbox ({SLOT_UIDS.start}-{SLOT_UIDS.stop - 1})" if os.geteuid() == 0 else "the caller's"
-    return {
-        "tiers": rows,
-        "selected": selected,
-        "python": f"{py.path} {py.version}" if py else None,
-        "uid": uid,
-    }

@@ -1,13 +1,18 @@
 """Isolation tiers, strongest first, and how to start the harness in each.
 
-- ``bwrap``: bubblewrap with every namespace (user, pid, net, ipc, uts, mount, cgroup), a
-  read-only view of /usr only, a private tmpfs /tmp as the working dir, no capabilities, an empty
-  environment; launched as a dedicated non-root uid; the harness adds rlimits, seccomp, Landlock.
-- ``unshare``: util-linux ``unshare`` (user, pid, net, ipc, uts, mount namespaces) as a dedicated
-  uid; the file system is confined by Landlock to the system dirs and a private scratch dir.
-- ``landlock``: no namespaces (e.g. inside a default Docker container): a dedicated uid, its own
-  session, Landlock (files, TCP, signals) and seccomp (no sockets but AF_UNIX).
+- ``bwrap``: bubblewrap with every namespace (user, pid, net, ipc, uts, mount, cgroup), a root of
+  its own (read-only binds of what the interpreter and compiler need, size-capped tmpfs /tmp and
+  /dev/shm, its own /proc), no capabilities, an empty environment.
+- ``unshare``: util-linux ``unshare`` (user, pid, net, ipc, uts, mount, cgroup namespaces); the
+  harness builds the same root itself and pivots into it (``confine.build_root``), then drops
+  every capability.
+- ``landlock``: no namespaces (e.g. inside a default Docker container): Landlock (files, TCP,
+  signals, abstract sockets) and a stricter seccomp filter (no socket addressing, no SysV IPC,
+  no inotify) over the host's own file system, in a scratch dir of its own.
 - ``none``: rlimits and a separate session only; refused unless ``unsafe`` is set.
+
+Every tier: a dedicated non-root uid per sandbox when we are root, one cgroup per solution when
+the host lets us make one (``cgroups``), rlimits, seccomp and Landlock in each test's child.
 """
 
 from __future__ import annotations
@@ -29,13 +34,15 @@ TIERS = ("bwrap", "unshare", "landlock", "none")
 SAFE_TIERS = TIERS[:-1]
 NAMESPACES = {
     "bwrap": ("user", "pid", "net", "ipc", "uts", "mount", "cgroup"),
-    "unshare": ("user", "pid", "net", "ipc", "uts", "mount"),
+    "unshare": ("user", "pid", "net", "ipc", "uts", "mount", "cgroup"),
     "landlock": (),
     "none": (),
 }
 SLOT_UIDS = range(20000, 20000 + 1024)
 SLOT_LOCKS = Path("/tmp/branchmerge-sandbox-slots")
-_SYSTEM_READ = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/etc", "/dev/urandom", "/dev/zero"]
+_ETC = ("ld.so.cache", "localtime", "alternatives", "ssl/openssl.cnf")
+_DEVICES_READ = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
+HARNESS_MB = 64  # the cgroup's memory beyond the limit: the harness itself, its pipes and memfds
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
        "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
 
@@ -208,27 +215,48 @@ class Launch:
     argv: list[str]
     cwd: str
     scratch: str | None  # host dir to remove afterwards
-    confine: dict  # what the harness applies to itself
+    confine: dict  # what the harness applies to itself and its children
     popen: dict
+    env: dict
 
 
-def _bwrap_binds(py: Interpreter) -> list[str]:
-    args = ["--ro-bind", "/usr", "/usr"]
+def layout(py: Interpreter) -> list[tuple[str, ...]]:
+    """What a namespaced sandbox's own root holds, one list for bwrap and for ``build_root``:
+    ("ro", path) binds read-only (must exist), ("ro-try", path) if it exists, ("symlink",
+    target, path). Only /usr, the /lib* and /bin links, four files of /etc and the
+    interpreter's prefix: no /home, /root, /run, /var, /tmp or project dir of the host."""
+    ops: list[tuple[str, ...]] = [("ro", "/usr")]
     for name in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
         path = Path("/") / name
         if path.is_symlink():
-            args += ["--symlink", os.readlink(path), str(path)]
+            ops.append(("symlink", os.readlink(path), str(path)))
         elif path.is_dir():
-            args += ["--ro-bind", str(path), str(path)]
-    for name in ("ld.so.cache", "localtime", "alternatives", "ssl/openssl.cnf"):
-        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    for prefix in py.prefixes:
-        if not prefix.startswith("/usr/") and prefix != "/usr":
-            args += ["--ro-bind", prefix, prefix]
+            ops.append(("ro", str(path)))
+    ops += [("ro-try", f"/etc/{name}") for name in _ETC]
+    bound = ["/usr"]
+    for path in py.prefixes + py.site:
+        if not any(path == b or path.startswith(b + "/") for b in bound):
+            ops.append(("ro", path))
+            bound.append(path)
+    return ops
+
+
+def _bwrap_args(ops: list[tuple[str, ...]]) -> list[str]:
+    flag = {"ro": "--ro-bind", "ro-try": "--ro-bind-try"}
+    args = []
+    for op in ops:
+        args += ["--symlink", op[1], op[2]] if op[0] == "symlink" else [flag[op[0]], op[1], op[1]]
     return args
 
 
-def launch(tier: str, py: Interpreter, uid: int | None, limits) -> Launch:
+def memory_backstop(limits) -> int:
+    """RLIMIT_AS per process where no cgroup counts memory: twice the limit plus 256 MiB, so the
+    verdict can come from the peak RSS the kernel reports (over the limit: memory_limit) rather
+    than from an allocation failure the solution could fake."""
+    return (2 * int(limits.memory_mb) + 256) << 20
+
+
+def launch(tier: str, py: Interpreter, uid: int | None, limits, cgroup: bool) -> Launch:
     """The command that starts the harness in ``tier`` (harness source appended by the caller)."""
     rlimits = {
         "RLIMIT_NPROC": int(limits.processes),
@@ -238,34 +266,93 @@ def launch(tier: str, py: Interpreter, uid: int | None, limits) -> Launch:
     }
     if uid is None:
         rlimits.pop("RLIMIT_NPROC")  # would count every process of the caller's own uid
+    if not cgroup:
+        rlimits["RLIMIT_AS"] = memory_backstop(limits)
     user = {"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}
     python = [py.path, "-I", "-S", "-c"]
-    read = _SYSTEM_READ + list(py.prefixes) + list(py.site)
+    ops = layout(py)
+    read = [op[1] for op in ops if op[0] != "symlink"] + _DEVICES_READ
+    disk = int(limits.disk_mb)
+    confine = {"landlock": tier != "none", "read_paths": read, "write_paths": ["/tmp", "/dev/shm", "/dev/null"],
+               "seccomp": tier != "none", "host_visible": tier in ("landlock", "none"), "kill_all": True,
+               "rlimits": rlimits, "root": None}  # fmt: skip
+    env = dict(ENV, TMPDIR="/tmp")
     if tier == "bwrap":
         argv = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
                 "--new-session", "--cap-drop", "ALL", "--clearenv", "--uid", "65534", "--gid", "65534",
-                *_bwrap_binds(py), "--proc", "/proc", "--dev", "/dev",
-                "--size", str(256 << 20), "--tmpfs", "/tmp", "--chdir", "/tmp"]  # fmt: skip
-        for key, value in ENV.items():
+                *_bwrap_args(ops), "--proc", "/proc", "--dev", "/dev",
+                "--size", str(disk << 20), "--tmpfs", "/dev/shm",
+                "--size", str(disk << 20), "--tmpfs", "/tmp", "--chdir", "/tmp"]  # fmt: skip
+        for key, value in env.items():
             argv += ["--setenv", key, value]
-        confine = {"landlock": True, "read_paths": read, "write_paths": ["/tmp", "/dev/null", "/dev/shm"],
-                   "seccomp": True, "kill_all": True, "rlimits": rlimits}  # fmt: skip
-        return Launch(argv + python, "/", None, confine, user)
-    scratch = _scratch(uid)
-    confine = {"landlock": tier != "none", "read_paths": read + [scratch], "write_paths": [scratch, "/dev/null"],
-               "seccomp": tier != "none", "kill_all": uid is not None, "rlimits": rlimits}  # fmt: skip
+        return Launch(argv + python, "/", None, confine, user, {})
     if tier == "unshare":
-        argv = ["unshare", "--user", "--map-current-user", "--net", "--pid", "--fork", "--kill-child",
-                "--mount", "--ipc", "--uts", "--mount-proc"]  # fmt: skip
-        confine["kill_all"] = True
-        return Launch(argv + python, scratch, scratch, confine, user)
-    return Launch(python, scratch, scratch, confine, user)
+        argv = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child",
+                "--mount", "--ipc", "--uts", "--cgroup"]  # fmt: skip
+        confine["root"] = {"at": "/tmp", "ops": ops, "tmp_mb": disk}
+        return Launch(argv + python, "/", None, confine, user, env)
+    scratch = _scratch(uid, in_memory=cgroup)
+    confine.update(read_paths=read + [scratch], write_paths=[scratch, "/dev/null"], kill_all=uid is not None)
+    return Launch(python, scratch, scratch, confine, user, dict(ENV, TMPDIR=scratch))
 
 
-def _scratch(uid: int | None) -> str:
+def _scratch(uid: int | None, in_memory: bool) -> str:
+    """The working dir of a namespace-free sandbox. With a memory cgroup it is on /dev/shm, so what
+    the solution writes there is charged to its memory limit (a total cap no rlimit gives)."""
     import tempfile
 
-    path = tempfile.mkdtemp(prefix="branchmerge-sbx-")
+    base = "/dev/shm" if in_memory and os.access("/dev/shm", os.W_OK | os.X_OK) else None
+    path = tempfile.mkdtemp(prefix="branchmerge-sbx-", dir=base)
     if uid is not None:
         os.chown(path, uid, uid)
     return path
+
+
+def remove_tree(path: str) -> None:
+    """Delete a sandbox's scratch dir whatever the solution left in it: no recursion (a tree 100 000
+    deep is fine), never a symlink followed, at most two directory fds open. Each subdirectory's
+    own subdirectories are first moved up to the top, then it is emptied and removed. Call it only
+    once nothing of the sandbox runs any more."""
+    try:
+        os.chmod(path, 0o700, follow_symlinks=False)
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    moved = itertools.count()
+    try:
+        while True:
+            entries = list(os.scandir(top))
+            if not entries:
+                break
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        _flatten(top, entry.name, moved)
+                        os.rmdir(entry.name, dir_fd=top)
+                    else:
+                        os.unlink(entry.name, dir_fd=top)
+                except FileNotFoundError:
+                    pass
+    finally:
+        os.close(top)
+    os.rmdir(path)
+
+
+def _flatten(top: int, name: str, moved: itertools.count) -> None:
+    """Move ``name``'s subdirectories up into ``top`` and delete everything else in it."""
+    os.chmod(name, 0o700, dir_fd=top)  # a dir the solution made unreadable (we are its owner or root)
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+    try:
+        for sub in list(os.scandir(fd)):
+            if sub.is_dir(follow_symlinks=False):
+                while True:
+                    target = f".branchmerge-rm-{next(moved)}"
+                    try:
+                        os.lstat(target, dir_fd=top)
+                    except FileNotFoundError:
+                        break
+                os.rename(sub.name, target, src_dir_fd=fd, dst_dir_fd=top)
+            else:
+                os.unlink(sub.name, dir_fd=fd)
+    finally:
+        os.close(fd)

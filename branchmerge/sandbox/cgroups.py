@@ -1,0 +1,332 @@
+"""Whole-solution limits from the kernel: one cgroup per sandboxed solution, so memory (every
+process, and the shmem, memfd and tmpfs pages it creates), the process count and CPU time are
+counted for the solution as a whole, not per process, and a memory-limit verdict comes from the
+kernel's own OOM-kill counter.
+
+cgroup v2 where its memory and pids controllers can be had (our own cgroup is the root of the
+hierarchy, or its parent already delegates them: root, or a systemd user slice with
+``Delegate=yes``); else cgroup v1 (memory, pids, cpuacct mounted separately, as on hybrid
+hosts). Our cgroups go in ``branchmerge-sandbox-<pid>`` beside (v2) or below (v1) our own, and
+ones left by a supervisor that died are removed at the next start-up.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+PREFIX = "branchmerge-sandbox-"
+V1_CONTROLLERS = {"memory": "memory", "pids": "pids", "cpu": "cpuacct"}
+
+
+@dataclass
+class Hierarchy:
+    """Where our session cgroups are created: one base dir per controller (v2: the same dir)."""
+
+    version: int
+    bases: dict[str, Path]
+    sessions: itertools.count = field(default_factory=itertools.count)
+
+    def describe(self) -> str:
+        where = sorted({str(p) for p in self.bases.values()})
+        kinds = "memory, pids, cpu" if "cpu" in self.bases or self.version == 2 else "memory, pids"
+        return f"v{self.version} ({kinds}) under {', '.join(where)}"
+
+
+# ---------------------------------------------------------------- finding a place we may use
+
+
+def _mounts() -> list[tuple[str, str, str, set[str]]]:
+    """(root, mount point, fstype, super options) of every cgroup mount we can see."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) >= 5 and len(tail) >= 3 and tail[0] in ("cgroup", "cgroup2"):
+            found.append((fields[3], fields[4], tail[0], set(tail[2].split(","))))
+    return found
+
+
+def _own_paths() -> dict[str, str]:
+    """controller (or '' for v2) -> our cgroup path, from /proc/self/cgroup."""
+    paths = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for name in controllers.split(",") if controllers else [""]:
+            paths[name] = path
+    return paths
+
+
+def _inside(mount_root: str, mount_point: str, path: str) -> Path | None:
+    if mount_root != "/" and not (path == mount_root or path.startswith(mount_root + "/")):
+        return None
+    rel = path[len(mount_root) :] if mount_root != "/" else path
+    return Path(mount_point + rel.rstrip("/")) if rel.strip("/") else Path(mount_point)
+
+
+def _v1() -> Hierarchy | str:
+    own, mounts, bases = _own_paths(), _mounts(), {}
+    for key, controller in V1_CONTROLLERS.items():
+        mount = next((m for m in mounts if m[2] == "cgroup" and controller in m[3]), None)
+        if mount is None or controller not in own:
+            continue
+        path = _inside(mount[0], mount[1], own[controller])
+        if path is not None and os.access(path, os.W_OK):
+            bases[key] = path / f"{PREFIX}{os.getpid()}"
+    if "memory" not in bases or "pids" not in bases:
+        return "cgroup v1: no writable memory and pids hierarchies" if bases or _has_v1() else ""
+    return Hierarchy(1, bases)
+
+
+def _has_v1() -> bool:
+    return any(m[2] == "cgroup" for m in _mounts())
+
+
+def _v2() -> Hierarchy | str:
+    mount = next((m for m in _mounts() if m[2] == "cgroup2"), None)
+    own = _own_paths().get("")
+    if mount is None or own is None:
+        return "cgroup v2 is not mounted"
+    here = _inside(mount[0], mount[1], own)
+    if here is None:
+        return "cgroup v2: our cgroup is outside the visible hierarchy"
+    want = {"memory", "pids"}
+    for parent in (here, here.parent):
+        if not str(parent).startswith(mount[1]):
+            break
+        try:
+            enabled = set((parent / "cgroup.subtree_control").read_text().split())
+            if not want <= enabled and parent == Path(mount[1]) == here:
+                (parent / "cgroup.subtree_control").write_text("+memory +pids")  # the root may hold processes
+                enabled |= want
+        except OSError:
+            continue
+        if want <= enabled and os.access(parent, os.W_OK):
+            return Hierarchy(2, dict.fromkeys(("memory", "pids", "cpu"), parent / f"{PREFIX}{os.getpid()}"))
+    available = set((here / "cgroup.controllers").read_text().split()) if here.exists() else set()
+    if not want <= available:
+        return f"cgroup v2: the memory and pids controllers are not available here ({here})"
+    return (
+        f"cgroup v2: {here} holds processes and its parent does not delegate memory and pids to us; "
+        "run as root, or in a delegated cgroup (systemd-run --user --scope -p Delegate=yes ...)"
+    )
+
+
+@cache
+def hierarchy() -> Hierarchy | None:
+    """The place this process makes its sandboxes' cgroups, or None (see ``why_not``)."""
+    found = _find()
+    if isinstance(found, str):
+        return None
+    try:
+        for base in set(found.bases.values()):
+            _sweep_stale(base.parent)
+            base.mkdir(exist_ok=True)
+        if found.version == 2:
+            (found.bases["memory"] / "cgroup.subtree_control").write_text("+memory +pids")
+    except OSError:
+        return None
+    atexit.register(_remove_bases, found)
+    return found
+
+
+@cache
+def _find() -> Hierarchy | str:
+    try:
+        v2 = _v2()
+        if isinstance(v2, Hierarchy):
+            return v2
+        v1 = _v1()
+        return v1 if isinstance(v1, Hierarchy) else (v1 or v2)
+    except (OSError, ValueError) as exc:
+        return f"cannot read the cgroup setup: {exc}"
+
+
+def why_not() -> str:
+    """Why there is no cgroup for the sandboxes, or ''."""
+    if hierarchy() is not None:
+        return ""
+    found = _find()
+    return found if isinstance(found, str) else "creating our cgroup failed (no write access?)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_stale(parent: Path) -> None:
+    for entry in parent.glob(PREFIX + "*"):
+        pid = entry.name[len(PREFIX) :]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            for child in [c for c in entry.iterdir() if c.is_dir()] + [entry]:
+                Group({"any": child}, 0).remove()
+
+
+def _remove_bases(found: Hierarchy) -> None:
+    for base in set(found.bases.values()):
+        for child in [c for c in base.iterdir() if c.is_dir()] if base.exists() else []:
+            Group({"any": child}, found.version).remove()
+        try:
+            base.rmdir()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- one solution's cgroup
+
+
+class Group:
+    """One sandboxed solution's cgroup (one dir per v1 controller, one dir on v2)."""
+
+    def __init__(self, dirs: dict[str, Path], version: int) -> None:
+        self.dirs, self.version = dirs, version
+
+    @classmethod
+    def create(cls, memory_bytes: int, pids: int) -> Group:
+        found = hierarchy()
+        if found is None:
+            raise OSError(why_not())
+        name = f"s{next(found.sessions)}"
+        dirs = {key: base / name for key, base in found.bases.items()}
+        group = cls(dirs, found.version)
+        try:
+            for path in set(dirs.values()):
+                path.mkdir()
+            if found.version == 2:
+                _write(dirs["memory"] / "memory.max", memory_bytes)
+                _write(dirs["memory"] / "memory.swap.max", 0, optional=True)
+                _write(dirs["pids"] / "pids.max", pids)
+            else:
+                _write(dirs["memory"] / "memory.limit_in_bytes", memory_bytes)
+                _write(dirs["memory"] / "memory.memsw.limit_in_bytes", memory_bytes, optional=True)
+                _write(dirs["pids"] / "pids.max", pids)
+        except OSError:
+            group.remove()
+            raise
+        return group
+
+    def attach(self, pid: int) -> None:
+        for path in set(self.dirs.values()):
+            _write(path / "cgroup.procs", pid)
+
+    def oom_kills(self) -> int:
+        """The kernel's count of OOM kills in this cgroup so far."""
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        try:
+            for line in (self.dirs["memory"] / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def cpu_s(self) -> float:
+        """CPU time of everything that ever ran in this cgroup (0.0 when not accounted)."""
+        try:
+            if self.version == 2:
+                for line in (self.dirs["cpu"] / "cpu.stat").read_text().splitlines():
+                    if line.startswith("usage_usec "):
+                        return int(line.split()[1]) / 1e6
+            elif "cpu" in self.dirs:
+                return int((self.dirs["cpu"] / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0.0
+
+    def shmem_mb(self) -> float:
+        """Its tmpfs files, memfds and shared memory: what stays charged to it between tests is
+        the files it wrote (its test processes, and their memfds, are gone by then)."""
+        try:
+            for line in (self.dirs["memory"] / "memory.stat").read_text().splitlines():
+                if line.startswith("shmem "):
+                    return int(line.split()[1]) / (1 << 20)
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0.0
+
+    def peak_mb(self) -> float:
+        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        try:
+            return int((self.dirs["memory"] / name).read_text()) / (1 << 20)
+        except (OSError, ValueError):
+            return 0.0
+
+    def kill(self, rounds: int = 50) -> None:
+        """SIGKILL everything inside (cgroup.kill on v2; else each member, by pidfd, after checking
+        that the pid is still a member, so a reused pid is never hit)."""
+        for path in set(self.dirs.values()):
+            if (path / "cgroup.kill").exists():
+                try:
+                    _write(path / "cgroup.kill", 1)
+                    continue
+                except OSError:
+                    pass
+            for _ in range(rounds):
+                try:
+                    pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+                except (OSError, ValueError):
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    _kill_member(pid, path)
+                time.sleep(0.001)
+
+    def remove(self) -> None:
+        self.kill()
+        for path in set(self.dirs.values()):
+            for attempt in range(200):  # a second at most; what is left is swept at the next start-up
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if attempt % 20 == 19:
+                        self.kill(rounds=1)
+                    time.sleep(0.005)
+
+
+def _kill_member(pid: int, path: Path) -> None:
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+        mount_rel = "/" + "/".join(path.parts[-2:])
+        if mount_rel in cgroups:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, value: object, optional: bool = False) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if optional:
+            return
+        raise
+    try:
+        os.write(fd, str(value).encode())
+    except OSError:
+        if not optional:
+            raise
+    finally:
+        os.close(fd)
