@@ -303,7 +303,7 @@ def test_shard_writer_round_trip(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
 def test_order_statistics_match_sort(dtype: torch.dtype) -> None:
-    from branchmerge.merge.methods import order_statistics
+    from branchmerge.merge.selection import order_statistics
 
     g = torch.Generator().manual_seed(0)
     for n in (1, 2, 12, 1001, 50_000):

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from branchmerge.merge.selection import kth_largest, magnitude_keys, order_statistics, sort_is_introsort, topk_mask
+
 BLOCK_ELEMENTS = 1 << 20  # row-block size for elementwise work (elements)
 FUSION_SAMPLE = 1_000_000  # mergekit's quantile sample size for arcee_fusion
 _QUANTILES = (0.25, 0.5, 0.75)
@@ -201,44 +203,50 @@ def _rescaled(t: torch.Tensor, mask: torch.Tensor, rescale: bool) -> torch.Tenso
     return masked.mul_(before / after)
 
 
-def _magnitude(delta: torch.Tensor, density: float, rescale: bool, ctx: Context) -> torch.Tensor:
-    """Keep the ``density`` share of largest |delta| (at least one element).
+def _top_share(delta: torch.Tensor, density: float, ctx: Context) -> torch.Tensor:
+    """Flat bool mask of the ``density`` share of largest |delta| (at least one element).
 
-    compat: mergekit's ``argsort`` (unstable) picks which of the elements tied at the cut stay.
-    fast: a k-th value threshold, ties at the cut kept in index order (O(n) instead of a sort).
+    compat: exactly the elements mergekit's ``argsort(|delta|.float(), descending=True)[:k]``
+    picks, ties at the cut value included, found by selection in O(n) (``selection.topk_mask``;
+    the real argsort where that cannot vouch for the result).
+    fast: the same count, ties at the cut kept in index order.
     """
-    if density >= 1:
-        return delta
-    if density <= 0 or delta.numel() == 0:
-        return torch.zeros_like(delta)
     n = delta.numel()
     k = max(1, int(density * n))
-    w = delta.abs().reshape(-1)
-    if w.device.type == "cpu" and (ctx.mode == "fast" or w.element_size() > 2):
-        w = w.float()  # mergekit sorts float32 on CPU; 16-bit keys compare identically, so the
-        # argsort permutation is the same and the 16-bit sort needs half the scratch
-    if ctx.mode == "fast":
-        kth = torch.kthvalue(w, n - k + 1).values
-        keep = w > kth
-        need = k - int(keep.sum())
+    keys = magnitude_keys(delta) if delta.device.type == "cpu" else None
+    if keys is not None and ctx.mode == "fast":
+        cut = kth_largest(keys, k)
+        keep = keys > cut
+        need = k - int(torch.count_nonzero(keep))
         if need > 0:
-            keep[torch.nonzero(w == kth).reshape(-1)[:need]] = True
-        mask = keep.to(delta.dtype)
-    else:
-        mask = torch.zeros(n, dtype=delta.dtype, device=delta.device)
-        mask[torch.argsort(w, descending=True)[:k]] = 1
-    del w
-    return _rescaled(delta, mask.reshape(delta.shape), rescale)
+            keep[torch.nonzero(keys == cut).reshape(-1)[:need]] = True
+        return keep
+    keep = topk_mask(keys, k) if keys is not None and sort_is_introsort() else None
+    if keep is None:
+        w = delta.abs().reshape(-1)
+        keep = torch.zeros(n, dtype=torch.bool, device=delta.device)
+        keep[torch.argsort(w.float() if w.device.type == "cpu" else w, descending=True)[:k]] = True
+    return keep
 
 
-def _bernoulli(delta: torch.Tensor, density: float, rescale: bool, ctx: Context) -> torch.Tensor:
-    """DARE: keep each element with probability ``density``; mergekit's work dtype and L1 rescale."""
-    if density >= 1:
-        return delta
-    work = delta.dtype if (delta.device.type != "cpu" or delta.dtype == torch.bfloat16) else torch.float32
-    with ctx.generator() as gen:
-        mask = torch.bernoulli(torch.full_like(delta, density, dtype=work), generator=gen)
-    return _rescaled(delta.to(work), mask, rescale).to(delta.dtype)
+def _dare_work_dtype(delta: torch.Tensor) -> torch.dtype:
+    """mergekit draws DARE masks in the delta's dtype on accelerators and for bf16, else float32."""
+    return delta.dtype if (delta.device.type != "cpu" or delta.dtype == torch.bfloat16) else torch.float32
+
+
+def _bernoulli_mask(delta: torch.Tensor, density: float, gen: torch.Generator) -> torch.Tensor:
+    """mergekit's ``bernoulli(full_like(delta, density))`` as a flat bool mask.
+
+    CPU bernoulli takes one draw per element in order, so drawing block by block into a bool
+    buffer consumes the stream exactly as one full-size call would.
+    """
+    n = delta.numel()
+    p = torch.full((min(n, BLOCK_ELEMENTS),), density, dtype=_dare_work_dtype(delta), device=delta.device)
+    keep = torch.empty(n, dtype=torch.bool, device=delta.device)
+    for start in range(0, n, BLOCK_ELEMENTS):
+        part = keep[start : start + BLOCK_ELEMENTS]
+        torch.bernoulli(p[: part.numel()], generator=gen, out=part)
+    return keep
 
 
 def _sign_consensus(deltas: torch.Tensor, mask_dtype: torch.dtype) -> torch.Tensor:
@@ -248,7 +256,9 @@ def _sign_consensus(deltas: torch.Tensor, mask_dtype: torch.dtype) -> torch.Tens
     return sign == majority
 
 
-def _task_arithmetic_kernel(sparsify: Callable | None, consensus: bool) -> Kernel:
+def _task_arithmetic_kernel(sparsify: str | None, consensus: bool) -> Kernel:
+    """``sparsify``: None, "magnitude" (TIES trim) or "bernoulli" (DARE drop)."""
+
     def kernel(ts: list[torch.Tensor], base: int | None, shared: dict, per: list[dict], ctx: Context) -> torch.Tensor:
         assert base is not None
         b = ts[base]
@@ -256,14 +266,26 @@ def _task_arithmetic_kernel(sparsify: Callable | None, consensus: bool) -> Kerne
         if not others:
             return ctx.cast(b)
         deltas = b.new_empty((len(others), *b.shape))
-        for row, i in enumerate(others):  # each delta is built and sparsified in its own row
-            delta = torch.sub(ts[i], b, out=deltas[row])
-            if sparsify is not None:
-                result = sparsify(delta, per[i]["density"], shared["rescale"], ctx)
-                if result is not delta:
-                    deltas[row] = result
-                del result
-            del delta
+        for row, i in enumerate(others):
+            torch.sub(ts[i], b, out=deltas[row])
+        sparse = [(row, per[i]["density"]) for row, i in enumerate(others) if sparsify and per[i]["density"] < 1]
+        if sparsify == "bernoulli" and sparse:
+            with ctx.generator() as gen:  # every draw of this tensor, in mergekit's order, at once
+                masks = [_bernoulli_mask(deltas[row], d, gen) for row, d in sparse]
+        for row, density in sparse:
+            delta = deltas[row]
+            if sparsify == "magnitude":
+                if density <= 0 or delta.numel() == 0:
+                    delta.zero_()
+                    continue
+                keep = _top_share(delta, density, ctx)
+            else:
+                keep = masks.pop(0)
+                delta = delta.to(_dare_work_dtype(delta))
+            result = _rescaled(delta, keep.reshape(delta.shape), shared["rescale"])
+            if result.data_ptr() != deltas[row].data_ptr():
+                deltas[row] = result
+            del keep, delta, result
         weights = torch.tensor([per[i]["weight"] for i in others], dtype=deltas.dtype, device=deltas.device)
         # everything below is per element across the k deltas: column blocks give the same bits
         flat = deltas.reshape(len(others), -1)
@@ -298,9 +320,9 @@ def _dare_draws(shared: dict, per: list[dict], numel: int) -> bool:
 
 for _name, _sparsify, _consensus, _normalize, _rescale, _doc in (
     ("task_arithmetic", None, False, False, False, "base + sum of weighted task vectors"),
-    ("ties", _magnitude, True, True, False, "trim to top-|delta| density, elect signs, disjoint mean"),
-    ("dare_ties", _bernoulli, True, False, True, "random drop (DARE) with L1 rescale, then TIES sign election"),
-    ("dare_linear", _bernoulli, False, False, True, "random drop (DARE) with L1 rescale, weighted sum"),
+    ("ties", "magnitude", True, True, False, "trim to top-|delta| density, elect signs, disjoint mean"),
+    ("dare_ties", "bernoulli", True, False, True, "random drop (DARE) with L1 rescale, then TIES sign election"),
+    ("dare_linear", "bernoulli", False, False, True, "random drop (DARE) with L1 rescale, weighted sum"),
 ):
     register(
         Method(
@@ -309,7 +331,7 @@ for _name, _sparsify, _consensus, _normalize, _rescale, _doc in (
             base="required",
             shared={"int8_mask": False, "normalize": _normalize, "rescale": _rescale, "lambda": 1.0},
             per_input={"weight": None, "density": 1.0},
-            draws=_dare_draws if _sparsify is _bernoulli else (lambda s, p, n: False),
+            draws=_dare_draws if _sparsify == "bernoulli" else (lambda s, p, n: False),
             doc=_doc,
         )
     )
@@ -318,42 +340,31 @@ for _name, _sparsify, _consensus, _normalize, _rescale, _doc in (
 # arcee_fusion
 
 
-def fusion_threshold(importance: torch.Tensor, factor: float, gen: torch.Generator | None) -> torch.Tensor:
+def fusion_threshold(importance: torch.Tensor, factor: float, gen: torch.Generator | None,
+                     with_replacement: bool = True) -> torch.Tensor:
     """Tukey upper fence ``median + factor * (q3 - q1)`` with mergekit's floor quantile rule.
 
-    Above ``FUSION_SAMPLE`` elements the quartiles come from one sample of that size drawn with
-    replacement (``randint`` on ``gen``).
+    Above ``FUSION_SAMPLE`` elements the quartiles come from a sample of that size:
+    ``with_replacement`` (mergekit 0.1.5): one ``randint`` sample for all three quartiles;
+    without (mergekit 0.1.4, as vendored by the TinyR1 release): two ``randperm(n)[:1M]``
+    samples, the first for the median and the second for q1 and q3. ``randperm`` builds the full
+    int64 permutation (8 bytes per element, transient) because that is what fixes the stream.
     """
     flat = importance.reshape(-1)
-    if flat.numel() > FUSION_SAMPLE:
-        flat = flat[torch.randint(flat.numel(), (FUSION_SAMPLE,), device=flat.device, generator=gen)]
-    idx = (torch.tensor(_QUANTILES) * (flat.numel() - 1)).long()
-    q1, med, q3 = order_statistics(flat, idx)
+    idx = (torch.tensor(_QUANTILES) * (min(flat.numel(), FUSION_SAMPLE) - 1)).long()
+    if flat.numel() <= FUSION_SAMPLE:
+        q1, med, q3 = order_statistics(flat, idx)
+    elif with_replacement:
+        q1, med, q3 = order_statistics(flat[torch.randint(flat.numel(), (FUSION_SAMPLE,), device=flat.device, generator=gen)], idx)
+    else:
+        samples = []
+        for _ in range(2):
+            perm = torch.randperm(flat.numel(), device=flat.device, generator=gen)
+            samples.append(flat[perm[:FUSION_SAMPLE]])
+            del perm
+        med = order_statistics(samples[0], idx[1:2])[0]
+        q1, q3 = order_statistics(samples[1], idx[0::2])
     return med + factor * (q3 - q1)
-
-
-def order_statistics(flat: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """``sort(flat)[positions]`` without the full sort.
-
-    Values at given sorted positions do not depend on how ties are ordered, so any selection
-    method gives the same bits. 16-bit floats: a histogram of their 65536 bit patterns mapped
-    to an order-preserving key; other CPU dtypes: numpy's O(n) partition. NaNs (sorted last by
-    torch) and accelerators take the plain sort.
-    """
-    if flat.device.type != "cpu" or bool(torch.isnan(flat).any()):
-        return torch.sort(flat).values[positions.to(flat.device)]
-    if flat.element_size() == 2:
-        bits = flat.view(torch.int16).to(torch.int32) & 0xFFFF
-        key = torch.where(bits >= 0x8000, 0xFFFF - bits, bits + 0x8000)  # negative floats reversed
-        cum = torch.cumsum(torch.bincount(key, minlength=1 << 16), 0)
-        k = torch.searchsorted(cum, positions, right=True)
-        out = torch.where(k >= 0x8000, k - 0x8000, 0xFFFF - k)
-        return torch.where(out >= 0x8000, out - 0x10000, out).to(torch.int16).view(flat.dtype)
-    import numpy as np
-
-    pos = positions.tolist()
-    part = np.partition(flat.numpy(), pos)
-    return torch.from_numpy(part[pos].copy())
 
 
 def _fusion_importance(left: torch.Tensor, right: torch.Tensor, variant: str) -> torch.Tensor:
@@ -378,7 +389,9 @@ def arcee_fusion(ts: list[torch.Tensor], base: int | None, shared: dict, per: li
     """Take the right model's value where its importance reaches the Tukey fence, else the base's.
 
     ``iqr_factor`` is the fence factor (mergekit and TinyR1 hard-code 1.5); ``variant: paper``
-    uses the paper's tensor-level KL(left||right), signed difference and strict ``>``.
+    uses the paper's tensor-level KL(left||right), signed difference and strict ``>``;
+    ``with_replacement`` picks the quantile sampling of tensors over 1M elements (true: mergekit
+    0.1.5, the default; false: the TinyR1 release's vendored mergekit, see ``fusion_threshold``).
     """
     assert base is not None
     left, right = ts[base], ts[1 - base]
@@ -386,7 +399,7 @@ def arcee_fusion(ts: list[torch.Tensor], base: int | None, shared: dict, per: li
     imp = _fusion_importance(left, right, variant)
     if imp.numel() > FUSION_SAMPLE:
         with ctx.generator() as gen:
-            thr = fusion_threshold(imp, shared["iqr_factor"], gen)
+            thr = fusion_threshold(imp, shared["iqr_factor"], gen, shared["with_replacement"])
     else:
         thr = fusion_threshold(imp, shared["iqr_factor"], None)
     out_dtype = ctx.out_dtype or torch.promote_types(left.dtype, torch.float32)
@@ -412,7 +425,7 @@ register(
         "arcee_fusion",
         arcee_fusion,
         base="required",
-        shared={"iqr_factor": 1.5, "variant": "code"},
+        shared={"iqr_factor": 1.5, "variant": "code", "with_replacement": True},
         per_input={},
         min_inputs=2,
         max_inputs=2,

@@ -1,0 +1,267 @@
+"""Order statistics and top-k selection that reproduce torch's CPU sort without doing it.
+
+``order_statistics`` returns values at sorted positions (tie order cannot matter there).
+
+``topk_mask`` returns the set ``torch.argsort(w, descending=True)[:k]`` selects, including
+*which* of the elements tied at the cut value are taken. torch's unstable CPU sort is
+libstdc++'s ``std::sort`` (introsort: median-of-3 pivot moved to the front, Hoare partition
+``__unguarded_partition``, ranges of <= 16 left to a final stable insertion sort, heapsort once
+the depth limit ``2 * floor(log2(n))`` runs out). Which tied elements end up in front of position
+``k`` depends only on the partitions whose range contains the boundary between positions
+``k - 1`` and ``k``: every other range is sorted in place and never exchanges elements across
+that boundary again. So we follow that one chain of partitions, quickselect-style, each step
+vectorised over its range (Hoare's swaps pair the i-th "stop" from the left with the i-th from
+the right, so the whole step is two masks, a count and a scatter), and finish the last <= 16
+elements with a stable sort. Work is O(n) instead of O(n log n), scratch is a few bytes per
+element instead of 12 (float32 keys + int64 indices). A heapsort range on the chain (never seen
+in practice) falls back to the real ``argsort``. ``sort_is_introsort`` checks at first use that
+this torch build sorts that way (builds using x86-simd-sort would not), else callers use argsort.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+_LEAF = 16  # libstdc++ _S_threshold
+
+
+def order_statistics(flat: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``sort(flat)[positions]`` without the full sort.
+
+    Values at given sorted positions do not depend on how ties are ordered, so any selection
+    method gives the same bits. 16-bit floats: a histogram of their 65536 bit patterns mapped
+    to an order-preserving key; other CPU dtypes: numpy's O(n) partition. NaNs (sorted last by
+    torch) and accelerators take the plain sort.
+    """
+    if flat.device.type != "cpu" or bool(torch.isnan(flat).any()):
+        return torch.sort(flat).values[positions.to(flat.device)]
+    if flat.element_size() == 2:
+        bits = flat.view(torch.int16).to(torch.int32) & 0xFFFF
+        key = torch.where(bits >= 0x8000, 0xFFFF - bits, bits + 0x8000)  # negative floats reversed
+        cum = torch.cumsum(torch.bincount(key, minlength=1 << 16), 0)
+        k = torch.searchsorted(cum, positions, right=True)
+        out = torch.where(k >= 0x8000, k - 0x8000, 0xFFFF - k)
+        return torch.where(out >= 0x8000, out - 0x10000, out).to(torch.int16).view(flat.dtype)
+    import numpy as np
+
+    pos = positions.tolist()
+    part = np.partition(flat.numpy(), pos)
+    return torch.from_numpy(part[pos].copy())
+
+
+def magnitude_keys(delta: torch.Tensor) -> torch.Tensor | None:
+    """Flat integer keys of ``|delta|`` that order like ``|delta|.float()``; None if there are NaNs.
+
+    Non-negative IEEE floats order like their bit patterns (``abs`` clears the sign of -0.0).
+    float64 is rounded to float32 first, as the sort this stands in for compares float32 copies.
+    """
+    w = delta.abs().reshape(-1)
+    if w.dtype == torch.float64:
+        w = w.float()
+    if w.numel() and bool(torch.isnan(w).any()):
+        return None
+    return w.view({2: torch.int16, 4: torch.int32}[w.element_size()])
+
+
+def topk_mask(keys: torch.Tensor, k: int) -> torch.Tensor | None:
+    """Boolean mask of the elements ``argsort(keys, descending=True)[:k]`` selects (CPU ``std::sort``).
+
+    ``keys`` is 1-D (see ``magnitude_keys``); it is consumed (two of its elements get swapped).
+    None if the sort would fall back to heapsort on the way (the caller then sorts).
+    """
+    n = keys.numel()
+    if k >= n or k <= 0:
+        return torch.full((n,), k > 0, dtype=torch.bool)
+    cut = kth_largest(keys, k)
+    mask = keys > cut
+    ties = keys == cut
+    need = k - int(torch.count_nonzero(mask))
+    if need == int(torch.count_nonzero(ties)):
+        return mask.logical_or_(ties)
+    del ties
+    chosen = _chain(keys, k, cut)
+    if chosen is None:
+        return None
+    mask[chosen] = True
+    return mask
+
+
+def kth_largest(keys: torch.Tensor, k: int) -> int:
+    """The k-th largest of integer ``keys`` (1-based)."""
+    n = keys.numel()
+    if keys.dtype == torch.int16:
+        counts = torch.bincount(keys, minlength=1 << 15)  # keys are >= 0
+        above = torch.cumsum(counts.flip(0), 0)  # elements >= each value, largest value first
+        return (1 << 15) - 1 - int(torch.searchsorted(above, k))
+    import numpy as np
+
+    return int(np.partition(keys.numpy(), n - k)[n - k])
+
+
+_BLOCK = 1 << 16
+
+
+class _Stops:
+    """Counts of the Hoare scans' stop elements in a range, for locating the i-th one quickly."""
+
+    def __init__(self, body: torch.Tensor, lo: int, hi: int) -> None:
+        n = body.numel()
+        self.body, self.lo, self.hi = body, lo, hi
+        self.step = max(_BLOCK, -(-n // 64))
+        left, right = [], []
+        for start in range(0, n, self.step):
+            part = body[start : start + self.step]
+            left.append(int(torch.count_nonzero(part <= lo)))
+            right.append(int(torch.count_nonzero(part >= hi)))
+        self.left = torch.tensor([0, *left]).cumsum(0)  # left stops before each block start
+        self.right = torch.tensor([0, *right]).cumsum(0)
+        self.n_left, self.n_right = int(self.left[-1]), int(self.right[-1])
+
+    def _mask(self, start: int, stop: int, left: bool) -> torch.Tensor:
+        part = self.body[start:stop]
+        return part <= self.lo if left else part >= self.hi
+
+    def nth(self, i: int, left: bool) -> int:
+        """Body position of the i-th (0-based, from the left) left or right stop."""
+        cum = self.left if left else self.right
+        b = int(torch.searchsorted(cum, i, right=True)) - 1
+        start = b * self.step
+        where = torch.nonzero(self._mask(start, start + self.step, left)).reshape(-1)
+        return start + int(where[i - int(cum[b])])
+
+    def swaps(self) -> int:
+        """Number of exchanges: the largest min(left stops before j, right stops from j) over j."""
+        step = self.step
+        before = self.left  # at block starts 0..nb
+        after = self.n_right - self.right
+        t = int(torch.count_nonzero(before < after))  # first block start where the scans have met
+        if t == 0:
+            return 0
+        b = t - 1  # the crossing lies inside block b
+        start = b * step
+        stop = min(start + step, self.body.numel())
+        lcum = int(before[b]) + torch.cumsum(self._mask(start, stop, True), 0)
+        rcum = int(after[b]) - torch.cumsum(self._mask(start, stop, False), 0)
+        # at j = start + i + 1: left stops before j = lcum[i]; right stops from j = rcum[i]
+        best = torch.minimum(lcum, rcum).max()
+        edge = min(int(before[b]), int(after[b]))
+        return max(int(best), edge)
+
+
+def _chain(keys: torch.Tensor, k: int, cut: int) -> torch.Tensor | None:
+    """Original indices of the elements equal to ``cut`` that ``std::sort`` puts before position ``k``.
+
+    Follows the partitions whose range holds the boundary between positions k - 1 and k. The
+    top range is ``keys`` itself (position = index); deeper ranges are int64 ``key << 32 | index``
+    so one gather/scatter moves both.
+    """
+    n = keys.numel()
+    depth = 2 * (n.bit_length() - 1)
+    first = 0  # absolute position of vals[0]
+    vals, top = keys, True
+    swap0 = 0
+    taken: list[torch.Tensor] = []
+    lo_tie, hi_tie = (cut, cut) if top else (0, 0)
+
+    def ties_in(start: int, stop: int) -> torch.Tensor:
+        part = vals[start:stop]
+        if top:
+            pos = torch.nonzero(part == cut).reshape(-1) + start
+            if swap0:
+                pos = torch.where(pos == 0, swap0, torch.where(pos == swap0, 0, pos))
+            return pos
+        sel = part[(part >= lo_tie) & (part <= hi_tie)]
+        return sel & 0xFFFFFFFF
+
+    def composite(start: int, stop: int) -> torch.Tensor:
+        """vals[start:stop] as key << 32 | index (top range only)."""
+        out = vals[start:stop].to(torch.int64).bitwise_left_shift_(32)
+        out.add_(torch.arange(start, stop))
+        if start <= 0 < stop and swap0:
+            out[0 - start] = (out[0 - start] >> 32 << 32) | swap0
+        if start <= swap0 < stop and swap0:
+            out[swap0 - start] = out[swap0 - start] >> 32 << 32
+        return out
+
+    while True:
+        size = vals.numel()
+        if size <= _LEAF:
+            comp = vals if not top else composite(0, size)
+            key = (comp >> 32).tolist()
+            order = sorted(range(size), key=lambda i: -key[i])  # stable, descending
+            chosen = [int(comp[i]) & 0xFFFFFFFF for i in order[: k - first] if key[i] == cut]
+            taken.append(torch.tensor(chosen, dtype=torch.int64))
+            return torch.cat(taken)
+        if depth == 0:
+            return None
+        depth -= 1
+        # __move_median_to_first(first, first + 1, mid, last - 1)
+        a, b, c = 1, size // 2, size - 1
+        va, vb, vc = (int(vals[i]) if top else int(vals[i]) >> 32 for i in (a, b, c))
+        if va > vb:
+            s = b if vb > vc else (c if va > vc else a)
+        else:
+            s = a if va > vc else (c if vb > vc else b)
+        if s:
+            first_val = vals[0].clone()
+            vals[0] = vals[s]
+            vals[s] = first_val
+            if top:
+                swap0 = s
+        pivot = int(vals[0])
+        body = vals[1:]
+        # left scan stops where not (x > pivot); right scan stops where not (pivot > x)
+        lo, hi = (pivot, pivot) if top else ((pivot >> 32 << 32) | 0xFFFFFFFF, pivot >> 32 << 32)
+        stops = _Stops(body, lo, hi)
+        m = stops.swaps()
+        l_last = stops.nth(m - 1, True) if m else -1  # body positions
+        r_last = stops.nth(stops.n_right - m, False) if m else size - 1
+        l_next = stops.nth(m, True) if m < stops.n_left else size
+        cut_pos = 1 + (l_next if m == 0 else min(l_next, r_last))
+        boundary = k - first
+        lsel = stops._mask(0, l_last + 1, True)  # swapped left stops: all in body[:l_last + 1]
+        rsel = stops._mask(r_last, size - 1, False)  # swapped right stops: all in body[r_last:]
+        if boundary <= cut_pos:
+            new = vals[:cut_pos].clone() if not top else composite(0, cut_pos)
+            if m:
+                src = body[r_last:][rsel] if not top else composite(r_last + 1, size)[rsel]
+                new[1 : l_last + 2][lsel] = src.flip(0)
+            if boundary == cut_pos:
+                vals, top = new, False
+                lo_tie, hi_tie = cut << 32, (cut << 32) | 0xFFFFFFFF
+                taken.append(ties_in(0, cut_pos))
+                return torch.cat(taken)
+        else:
+            # ties in the left part [0, cut_pos) join the selection
+            piv_key = pivot if top else pivot >> 32
+            if piv_key == cut:
+                taken.append(ties_in(0, 1))
+            if cut > piv_key:
+                taken.append(ties_in(1, l_last + 2))
+            taken.append(ties_in(l_last + 2, cut_pos))
+            if cut >= piv_key and m:
+                taken.append(ties_in(r_last + 1, size))
+            new = vals[cut_pos:].clone() if not top else composite(cut_pos, size)
+            if m:
+                src = body[: l_last + 1][lsel] if not top else composite(1, l_last + 2)[lsel]
+                new[r_last + 1 - cut_pos :][rsel] = src.flip(0)
+            first += cut_pos
+        vals, top, swap0 = new, False, 0
+        lo_tie, hi_tie = cut << 32, (cut << 32) | 0xFFFFFFFF
+
+
+@functools.cache
+def sort_is_introsort() -> bool:
+    """Whether this torch build's unstable CPU sort is the ``std::sort`` that ``topk_mask`` mirrors."""
+    g = torch.Generator().manual_seed(12345)
+    for n, levels in ((300, 3), (5000, 7), (70_000, 40)):
+        w = torch.randint(0, levels, (n,), generator=g).float()
+        for k in (1, n // 3, n // 2, n - 1):
+            expect = torch.zeros(n, dtype=torch.bool)
+            expect[torch.argsort(w, descending=True)[:k]] = True
+            got = topk_mask(w.view(torch.int32).clone(), k)
+            if got is None or not torch.equal(got, expect):
+                return False
+    return True
