@@ -39,10 +39,12 @@ OWNED: dict[str, tuple[str, ...]] = {
                  ".tokenized", ".final.tmp", "training_args.bin"),
     "merge": ("stats.json", *MODEL_FILES, "mergekit_config.yml"),
     "evaluation-bench": ("config.json", "shards", "samples.jsonl", "samples.parquet", "summary.json", "README.md"),
+    # a recipe's run folder (``run``, ``demo``): each stage claims its own sub-folder
+    "pipeline": ("inputs", "curated", "models", "eval", "report.html", "report.md"),
 }
 # The file a run of each kind writes last: its presence means the run finished.
 FINISHED = {"curation": "stats.json", "training": "stats.json", "merge": "stats.json",
-            "evaluation-bench": "summary.json"}
+            "evaluation-bench": "summary.json", "pipeline": "report.md"}
 # Temporary names of our own atomic writes, left behind only by a crash.
 TEMPORARY = (".*.tmp", ".*.tmp-*", ".*.old-*")
 

@@ -394,6 +394,7 @@ def command_class(cls: type) -> type:
     class AliasedCommand(TyperCommand):
         hidden_aliases = aliases_of(cls)
         config_class = cls
+        fixed: dict[str, Any] = {}
 
         def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
             return super().parse_args(ctx, rewrite_aliases(args, self.hidden_aliases))
@@ -449,4 +450,6 @@ def command(cls: type, run: Callable[[Any], None], *, fixed: dict[str, Any] | No
 
     invoke.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     invoke.__annotations__ = {p.name: p.annotation for p in params}
-    return invoke, command_class(cls)
+    klass = command_class(cls)
+    klass.fixed = fixed  # what the command sets itself, for the recipe runner's plan
+    return invoke, klass

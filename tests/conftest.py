@@ -22,3 +22,24 @@ def tiny_model(tmp_path_factory) -> Path:
     from branchmerge.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", TINY_CORPUS, vocab_size=400)
+
+
+@pytest.fixture()
+def bm(monkeypatch, capsys):
+    """Run ``branchmerge ARGS`` through its real entry point (exit codes and one-line errors included),
+    in-process: returns (exit code, stdout, stderr)."""
+    import sys
+
+    from branchmerge.cli import main
+
+    def call(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["branchmerge", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return call

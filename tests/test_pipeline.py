@@ -52,6 +52,7 @@ def test_bad_recipes_name_the_problem(tmp_path):
 def test_finished_stages_are_skipped_and_a_failing_stage_stops_the_run(tmp_path):
     done = tmp_path / "done.txt"
     done.write_text("ok")
+    (tmp_path / "nothing").mkdir()  # exists, but holds no results: the report stage fails when it runs
     recipe = _recipe(
         tmp_path,
         f"  - {{id: finished, command: report, args: [{tmp_path}/nothing], done: {done}}}\n"

@@ -252,3 +252,79 @@ def test_turn_end_without_stop_token_gets_eos(tokenizer):
     encoded = ChatFormat.for_tokenizer(tokenizer).encode(CONVERSATION[1:])
     target = [encoded["input_ids"][i] for i in trained(encoded)]
     assert tokenizer.decode(target) == REASONING + "\n\n<|im_end|>"
+
+
+def test_qwen_template_renders_llama_factory_chatml_and_masks_exactly_the_answer(tokenizer):
+    """TinyR1's experts: 360-LLaMA-Factory --template qwen, whatever template the base model ships."""
+    from branchmerge.train.templates import use_template
+
+    turn_ends = use_template(tokenizer, "qwen")
+    assert turn_ends == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    chat = ChatFormat.for_tokenizer(tokenizer, turn_ends)
+    messages = CONVERSATION[1:]  # no system turn: the template's default system prompt is used
+    encoded = chat.encode(messages)
+    assert tokenizer.decode(encoded["input_ids"]) == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is 3 + 4?<|im_end|>\n"
+        f"<|im_start|>assistant\n{REASONING}<|im_end|>")
+    trained_ids = [encoded["input_ids"][i] for i in trained(encoded)]
+    assert tokenizer.decode(trained_ids) == REASONING + "<|im_end|>"  # the whole answer, reasoning included
+    with_system = chat.encode(CONVERSATION)
+    assert tokenizer.decode(with_system["input_ids"]).startswith("<|im_start|>system\nBe brief.<|im_end|>\n")
+
+
+def test_chatml_without_default_system_and_a_template_file(tokenizer, tmp_path):
+    from branchmerge.train.templates import use_template
+
+    chat = ChatFormat.for_tokenizer(tokenizer, use_template(tokenizer, "chatml"))
+    assert tokenizer.decode(chat.encode(CONVERSATION[1:])["input_ids"]).startswith("<|im_start|>user\n")
+    path = tmp_path / "t.jinja"
+    path.write_text(PLAIN)
+    assert use_template(tokenizer, str(path)) == [] and tokenizer.chat_template == PLAIN
+    with pytest.raises(UserError, match="expected one of model, qwen, chatml"):
+        use_template(tokenizer, "llama3")
+
+
+def test_qwen_template_refused_when_the_tokenizer_cannot_encode_im_end():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from branchmerge.train.templates import use_template
+
+    raw = Tokenizer(models.BPE(unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel()
+    raw.train_from_iterator(["plain words only"] * 20, trainers.BpeTrainer(vocab_size=80, special_tokens=["[UNK]"]))
+    bare = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="[UNK]")  # no ChatML special tokens
+    with pytest.raises(UserError, match="splits <|im_end|>"):
+        use_template(bare, "qwen")
+
+
+def test_plain_packing_keeps_examples_whole_and_shares_attention_rows():
+    import datasets
+
+    from branchmerge.train.data import pack_plain
+
+    lengths = [7, 3, 9, 2, 5, 10, 1, 4]
+    rows = {"input_ids": [[100 * i + t for t in range(n)] for i, n in enumerate(lengths)],
+            "labels": [[IGNORE] + [100 * i + t for t in range(1, n)] for i, n in enumerate(lengths)]}
+    packed = pack_plain(datasets.Dataset.from_dict(rows), max_length=12)
+    assert all(len(ids) <= 12 for ids in packed["input_ids"])
+    assert len(packed) == 4  # 41 tokens: best fit decreasing fills 4 rows of <= 12
+    pieces = []
+    for ids, labels in zip(packed["input_ids"], packed["labels"], strict=True):
+        assert len(ids) == len(labels)
+        at = 0
+        while at < len(ids):  # every example sits whole and contiguous in one row
+            example = ids[at] // 100
+            n = lengths[example]
+            assert ids[at:at + n] == rows["input_ids"][example] and labels[at:at + n] == rows["labels"][example]
+            pieces.append(example)
+            at += n
+    assert sorted(pieces) == list(range(len(lengths)))
+
+
+def test_plain_packing_setting_reaches_the_trainer_unpacked():
+    settings = {**TrainConfig("math", ["x"], "b", "o", hparams="tinyr1").resolve().settings}
+    assert settings["packing_strategy"] == "plain" and settings["chat_template"] == "qwen"
+    kwargs = sft_kwargs({**settings, "deepspeed": None}, "out", processes=32)
+    assert kwargs["packing"] is False and "packing_strategy" not in kwargs  # rows arrive packed
+    assert "chat_template" not in kwargs

@@ -181,3 +181,21 @@ def test_mixture_trains_on_several_datasets_at_once(setup, tmp_path):
     assert str(other) in stats["data"]["files"] and len(stats["data"]["files"]) == 2
     assert stats["examples"]["rows"] == 240 + 40
     assert stats["command"].count("--data ") == 2
+
+
+def test_release_template_and_plain_packing_train_and_are_saved_with_the_model(setup, tmp_path):
+    """TinyR1's math branch: qwen ChatML template, whole examples packed into shared-attention rows."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from branchmerge.train.templates import QWEN
+
+    root, base, data = setup
+    config = TrainConfig("math", str(data), str(base), str(tmp_path / "m"), hparams="demo", max_steps=2,
+                         overrides={"chat_template": "qwen", "packing": True, "packing_strategy": "plain",
+                                    "max_length": 512})
+    stats = train(config)
+    assert stats["examples"]["packed_rows"] < stats["examples"]["examples"]  # several examples per row
+    saved = AutoTokenizer.from_pretrained(tmp_path / "m")
+    assert saved.chat_template == QWEN  # inference renders prompts as training did
+    eos = GenerationConfig.from_pretrained(tmp_path / "m").eos_token_id
+    assert saved.convert_tokens_to_ids("<|im_end|>") in (eos if isinstance(eos, list) else [eos])

@@ -8,6 +8,7 @@ them. Neither stage imports the other; both import this.
 from __future__ import annotations
 
 from branchmerge.benchmarks.loaders import Loaded, load_benchmark, load_problems
-from branchmerge.benchmarks.registry import BenchSpec, get_spec, list_benchmarks, resolve
+from branchmerge.benchmarks.registry import BenchSpec, get_spec, list_benchmarks, resolve, template_names, with_template
 
-__all__ = ["BenchSpec", "Loaded", "get_spec", "list_benchmarks", "load_benchmark", "load_problems", "resolve"]
+__all__ = ["BenchSpec", "Loaded", "get_spec", "list_benchmarks", "load_benchmark", "load_problems", "resolve",
+           "template_names", "with_template"]

@@ -8,6 +8,7 @@ them). Keeping specs as data means a run's config.json can record the exact spec
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -95,20 +96,35 @@ def _build(name: str, raw: Any, templates: dict[str, Any], origin: str) -> Bench
         if template not in templates:
             raise choice_error(f"template in {where}", template, list(templates))
         template_name, template_body = template, templates[template]
-    elif isinstance(template, dict) and "user" in template:
+    elif isinstance(template, dict) and ("user" in template or "raw" in template):
         template_name, template_body = "inline", template
     else:
-        raise UserError(f"{where}: template must be a template name or a mapping with a 'user' text")
+        raise UserError(f"{where}: template must be a template name or a mapping with a 'user' (or 'raw') text")
     n = raw.get("n", 1)
     if not isinstance(n, int) or n < 1:
         raise UserError(f"{where}: n must be a positive integer, got {n!r}")
     return BenchSpec(
         name=name, domain=domain, loader=loader, template=copy.deepcopy(template_body),
         template_name=template_name, n=n, hub=dict(raw.get("hub") or {}), gated=bool(raw.get("gated")),
-        grader=dict(raw.get("grader") or {}), shuffle=bool(raw.get("shuffle")),
+        grader={**(raw.get("grader") or {}), **(template_body.get("grader") or {})}, shuffle=bool(raw.get("shuffle")),
         options=dict(raw.get("options") or {}), fields=dict(raw.get("fields") or {}),
         description=str(raw.get("description", "")), origin=origin,
     )
+
+
+def template_names() -> list[str]:
+    return sorted(_builtin().get("templates") or {})
+
+
+def with_template(spec: BenchSpec, name: str) -> BenchSpec:
+    """``spec`` prompted with the registry template ``name``; the template's ``grader`` options (how
+    the release that wrote it grades) replace the benchmark's."""
+    templates = _builtin().get("templates") or {}
+    if name not in templates:
+        raise choice_error("template", name, list(templates))
+    body = copy.deepcopy(templates[name])
+    return dataclasses.replace(spec, template=body, template_name=name,
+                               grader={**spec.grader, **(body.get("grader") or {})})
 
 
 def _specs_in(data: dict[str, Any], origin: str, base_templates: dict[str, Any]) -> dict[str, BenchSpec]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from branchmerge import settings
 from branchmerge.atomic import write_text
 from branchmerge.cards import dataset_card
 from branchmerge.contracts import CurationStats
@@ -189,20 +188,24 @@ def render_card(stats: CurationStats) -> str:
     return dataset_card(meta, "\n".join(parts))
 
 
-def render_planned_card(recipe: str, stage_id: str, domain: str, options: dict[str, Any],
-                        expected: dict[str, Any], command: str) -> str:
+def render_planned_card(recipe: str, stage_id: str, config: CurateConfig, expected: dict[str, Any],
+                        command: str) -> str:
     """The card of a dataset a recipe *will* curate: its sources, teacher, filters and the sizes the
     paper reports, clearly marked as expected. Running the stage replaces it with the measured card."""
-    options = settings.canonical(CurateConfig, options)  # recipes may use any spelling of a setting
-    source = str(options.get("source", ""))
-    license_ = options.get("license") or KNOWN_LICENSES.get(source.lower(), "other")
-    meta = card_meta(domain, int(expected.get("rows", 0)), license_, source, f"branchmerge {recipe} {stage_id}",
+    c = config
+    license_ = c.license or KNOWN_LICENSES.get(c.source.lower(), "other")
+    meta = card_meta(c.domain, int(expected.get("rows", 0)), license_, c.source, f"branchmerge {recipe} {stage_id}",
                      ("planned",))
-    teacher = options.get("teacher", "")
-    verified = "every completion verified, only correct ones kept" if options.get("require_correct", True) \
-        and not options.get("no_require_correct") else "every completion verified and its verdict kept, wrong ones included"
+    if c.source_verdict:
+        verified = f"the source column `{c.source_verdict}` decides (our grader's verdicts are compared in stats)"
+    elif c.require_correct:
+        verified = "every completion verified, only correct ones kept"
+    else:
+        verified = "every completion verified and its verdict kept, wrong and untested ones included"
+    benches = c.decontam_benchmarks
+    where = ", ".join(k + "=" + "|".join(map(str, v)) for k, v in c.where.items())
     lines = [
-        f"# {recipe} / {stage_id} ({domain}): planned dataset",
+        f"# {recipe} / {stage_id} ({c.domain}): planned dataset",
         "",
         "**Expected, not measured.** This card describes what the recipe stage will produce; the sizes are the "
         "ones the TinyR1-32B-Preview paper reports. Running the stage writes the measured card (funnel counts, "
@@ -210,27 +213,28 @@ def render_planned_card(recipe: str, stage_id: str, domain: str, options: dict[s
         "",
         "## Source",
         "",
-        f"- Dataset: `{source}`" + (f", subset `{options['subset']}`" if options.get("subset") else "")
-        + (f", split `{options['split']}`" if options.get("split") else ""),
+        f"- Dataset: `{c.source}`" + (f", subset `{c.subset}`" if c.subset else "")
+        + (f", split `{c.split}`" if c.split else ""),
         f"- Licence: {license_}",
-        f"- Row filter (--where): {', '.join(options.get('where') or []) or 'none'}",
-        f"- Column mapping (--map): {', '.join(options.get('map') or []) or 'recognised from the columns'}",
+        f"- Row filter (--where): {where or 'none'}",
+        f"- Column mapping (--map): {', '.join(f'{k}={v}' for k, v in c.map.items()) or 'recognised from the columns'}",
         "",
         "## Teacher",
         "",
-        f"- `{teacher}`" + (" (stored DeepSeek-R1 generations replayed; no new generation)" if teacher == "replay"
-                            else f", {options.get('n_samples', 1)} sample(s) per problem"),
+        f"- `{c.teacher}`" + (" (stored DeepSeek-R1 generations replayed; no new generation)" if c.teacher == "replay"
+                              else f", {c.n_samples} sample(s) per problem"),
         "",
         "## Filters",
         "",
         f"- Verification: {verified}.",
         "- Format: exactly one closed think block, non-empty answer, not truncated, no runaway repetition.",
-        f"- Length: at most {options.get('max_tokens_length', 'no limit')} tokens of "
-        f"`{options.get('student_tokenizer', 'the student')}` with its chat template.",
-        f"- Near-duplicates: MinHash, Jaccard threshold {options.get('near_dup_threshold', 0.8)}.",
-        f"- Decontamination: word n-gram overlap with {', '.join(options.get('decontam') or []) or 'the domain benchmarks'}.",
-        f"- Selection: `{options.get('select', 'all')}`"
-        + (f", at most {options['max_per_problem']} per problem" if options.get("max_per_problem") else "") + ".",
+        f"- Length: at most {c.max_tokens_length or 'no limit'} tokens of "
+        f"`{c.student_tokenizer or 'the student'}` with its chat template.",
+        f"- Near-duplicates: MinHash, Jaccard threshold {c.near_dup_threshold}." if c.dedup
+        else "- Near-duplicates: kept (--no-dedup).",
+        f"- Decontamination: word {c.decontam_ngram}-gram overlap with {', '.join(benches)}." if benches
+        else "- Decontamination: none.",
+        f"- Selection: `{c.select}`" + (f", at most {c.max_per_problem} per problem" if c.max_per_problem else "") + ".",
         "",
         "## Expected size",
         "",

@@ -70,7 +70,11 @@ class CurateConfig:
     seed: int = setting(0, help="Sampling seed.")
     # verification and filters
     workers: int | None = setting(None, help="Verification processes (default: all CPUs).", ge=1)
-    require_correct: bool = setting(True, help="Keep only verified-correct rows.")
+    require_correct: bool = setting(True, help="Keep only verified-correct rows (--no-require-correct: keep "
+                                    "rows whatever their verdict, or without tests; the other filters still apply).")
+    source_verdict: str | None = setting(None, metavar="COLUMN",
+                                         help="Take each completion's verdict from this source column (e.g. "
+                                         "correctness_math_verify) instead of ours; disagreements are counted.")
     max_repeat_lines: int = setting(20, help="Reject completions repeating a line this often.", ge=1, cli=False)
     min_tail_compression: float = setting(0.08, help="Reject completions whose tail compresses below this.",
                                           ge=0, le=1, cli=False)
@@ -78,6 +82,7 @@ class CurateConfig:
                                             help="Drop examples longer than this in student tokens (TinyR1: 16384).")
     student_tokenizer: str | None = setting(None, help="Tokenizer (path or Hub id) that measures lengths.",
                                             input=True)
+    dedup: bool = setting(True, help="Drop near-duplicate problems (MinHash); --no-dedup keeps them.")
     near_dup_threshold: float = setting(0.8, help="MinHash Jaccard threshold for near-duplicates.", gt=0, le=1)
     minhash_perms: int = setting(128, help="MinHash permutations.", ge=16, cli=False)
     shingle_words: int = setting(5, help="Words per MinHash shingle.", ge=1, cli=False)

@@ -150,9 +150,14 @@ class Curation:
                       "use the metadata config (--subset metadata) to pick one domain")
         items: list[Item] = []
         taken = read = 0
+        if cfg.source_verdict and cfg.source_verdict not in source.columns:
+            raise UserError(f"--source-verdict {cfg.source_verdict}: {source.name} has no such column (columns: "
+                            f"{', '.join(source.columns)})")
         for index, raw in source.rows():
             read += 1
             item = adapt(adapter, raw, index, ctx, cfg.where)
+            if cfg.source_verdict and item.problem is not None:
+                item.source_verdicts = source_labels(raw.get(cfg.source_verdict), len(item.replays) or 1)
             items.append(item)
             taken += item.problem is not None
             if cfg.limit is not None and taken >= cfg.limit:
@@ -225,7 +230,26 @@ class Curation:
             else:
                 out.append({**row, "verdict": v["verdict"], "verdict_detail": v["verdict_detail"]})
         self.extra["source_labels"] = source_label_agreement(out, items)
+        if self.config.source_verdict:
+            out = self.source_verdicts(out, items)
         return out
+
+    def source_verdicts(self, rows: list[dict[str, Any]], items: list[Item]) -> list[dict[str, Any]]:
+        """``--source-verdict COLUMN``: the source's label decides; ours stays in the detail (and the
+        agreement counts in stats), so a reproduction keeps exactly the rows the release kept."""
+        column = self.config.source_verdict
+        labels = {(it.problem["id"], i): lab for it in items for i, lab in enumerate(it.source_verdicts)}
+        out = []
+        for row in rows:
+            label = labels.get((row["id"], row["sample_idx"]))
+            if label is None:
+                out.append(row)  # no label for this completion: our verdict stands
+                continue
+            detail = {"rule": f"source column {column}", "ours": row["verdict"],
+                      "ours_detail": row.get("verdict_detail")}
+            out.append({**row, "verdict": "correct" if label else "incorrect", "verdict_detail": detail})
+        return out
+
 
     def apply(self, name: str, rows: list[dict[str, Any]],
               check: Callable[[dict[str, Any]], tuple[str, str] | None]) -> list[dict[str, Any]]:
@@ -308,6 +332,9 @@ class Curation:
 
     def dedup(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         cfg = self.config
+        if not cfg.dedup:
+            self.extra["dedup"] = {"method": "off (--no-dedup)"}
+            return self.apply("dedup", rows, lambda r: None)
         firsts: dict[str, dict[str, Any]] = {}
         for row in rows:
             firsts.setdefault(row["id"], row)
@@ -394,6 +421,13 @@ def _length(row: dict[str, Any]) -> int:
     if row.get("completion_tokens") is not None:
         return row["completion_tokens"]
     return len(row.get("completion") or "")
+
+
+def source_labels(value: Any, n: int) -> list[bool | None]:
+    """A source's correctness column as one label per completion: a list (one per generation) or a
+    single value for all; anything else is no label."""
+    values = value if isinstance(value, (list, tuple)) else [value] * n
+    return [bool(v) if isinstance(v, (bool, int)) else None for v in values]
 
 
 def source_label_agreement(rows: list[dict[str, Any]], items: list[Item]) -> dict[str, int] | None:

@@ -24,34 +24,36 @@ Offline: branchmerge evaluate --bench aime24 --data aime24.jsonl --model ./tiny 
 """
 
 
-def _data_map(data: list[str], benches: list[str]) -> dict[str, str]:
+def _per_bench(items: list[str], benches: list[str], flag: str, form: str, paths: bool = False) -> dict[str, str]:
+    """``VALUE`` (for every benchmark) or ``BENCH=VALUE`` items as {benchmark: value}."""
     out: dict[str, str] = {}
-    for item in data:
-        name, sep, path = item.partition("=")
-        if sep and not Path(item).exists():
-            out[name] = path
-        elif len(benches) == 1:
-            out[benches[0]] = item
+    for item in items:
+        name, sep, value = item.partition("=")
+        if sep and not (paths and Path(item).exists()):
+            if name not in benches:
+                raise UserError(f"{flag} {item!r}: {name!r} is not one of --bench ({', '.join(benches)})")
+            out[name] = value
+        elif len(benches) == 1 or not paths:
+            out.update({b: item for b in (benches if not paths else benches[:1])})
         else:
-            raise UserError(f"--data {item!r}: with several --bench, write --data NAME=PATH")
+            raise UserError(f"{flag} {item!r}: with several --bench, write {flag} {form}")
     return out
 
 
 def _run(cfg: EvaluateConfig) -> None:
-    from branchmerge.benchmarks import resolve
+    from branchmerge.benchmarks import resolve, with_template
     from branchmerge.console import result
     from branchmerge.evaluate.run import RunOptions, cell, claim_bench, load_for, run_benchmark
     from branchmerge.outdir import claim_parent
 
     out = Path(cfg.out)
     specs = [spec for name in cfg.bench for spec in resolve(name)]
+    templates = _per_bench(cfg.template, [s.name for s in specs], "--template", "BENCH=NAME")
+    specs = [with_template(spec, templates[spec.name]) if spec.name in templates else spec for spec in specs]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise UserError(f"--bench names a benchmark twice: {', '.join(names)}")
-    data_files = _data_map(cfg.data, names)
-    unknown = set(data_files) - set(names)
-    if unknown:
-        raise UserError(f"--data names benchmark(s) not in --bench: {', '.join(sorted(unknown))}")
+    data_files = _per_bench(cfg.data, names, "--data", "NAME=PATH", paths=True)
     engine_options = dict(cfg.engine_options)
     if cfg.engine == "openai":
         engine_options.setdefault("api_key_env", cfg.api_key_env)

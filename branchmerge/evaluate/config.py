@@ -41,6 +41,10 @@ class EvaluateConfig:
     release: str | None = setting(None, help="LiveCodeBench release: v1..v6, latest, or a range such as v4_v5.")
     date_window: str | None = setting(None, help="LiveCodeBench contest dates START..END "
                                       "(e.g. 2024-08-01..2025-02-01), or 'all'.")
+    template: list[str] = setting(default_factory=list, split=",",
+                                  help="Registry prompt template instead of the benchmark's own: NAME, or BENCH=NAME "
+                                  "per benchmark (tinyr1_math, tinyr1_gpqa, tinyr1_lcb: the TinyR1 release's prompts "
+                                  "and grading); repeatable.")
     force_think: bool = setting(False, help="Append <think> to the generation prompt when the chat template "
                                 "does not.")
     engine_options: dict[str, Any] = setting(default_factory=dict, flag="--engine-option", pairs="yaml",

@@ -26,8 +26,8 @@ def fill(text: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
 
-def user_message(template: dict[str, Any], row: dict[str, Any], shown: Any = None) -> str:
-    """The user turn for ``row``; ``shown`` is the (shuffled) reference for multiple choice."""
+def _values(template: dict[str, Any], row: dict[str, Any], shown: Any = None) -> dict[str, str]:
+    """The placeholder values for ``row``; ``shown`` is the (shuffled) reference for multiple choice."""
     values: dict[str, str] = {"prompt": row["prompt"]}
     reference = shown if shown is not None else row.get("reference")
     if isinstance(reference, dict) and isinstance(reference.get("options"), dict):
@@ -37,7 +37,19 @@ def user_message(template: dict[str, Any], row: dict[str, Any], shown: Any = Non
         starter = (row.get("meta") or {}).get("starter_code") or ""
         values["starter_code"] = starter
         values["code_format"] = fill(formats["starter" if starter.strip() else "stdin"], values)
-    return fill(template["user"], values)
+    return values
+
+
+def user_message(template: dict[str, Any], row: dict[str, Any], shown: Any = None) -> str:
+    """The user turn for ``row``; ``shown`` is the (shuffled) reference for multiple choice."""
+    return fill(template["user"], _values(template, row, shown))
+
+
+def raw_prompt(template: dict[str, Any], row: dict[str, Any], shown: Any = None) -> str | None:
+    """The whole prompt text of a ``raw`` template (sent without any chat template), else None."""
+    if template.get("raw") is None:
+        return None
+    return fill(template["raw"], _values(template, row, shown))
 
 
 def messages_for(template: dict[str, Any], row: dict[str, Any], shown: Any = None) -> list[dict[str, str]]:
@@ -97,8 +109,10 @@ class Renderer:
         text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         return text + f"{THINK_OPEN}\n" if self.think.forced else text
 
-    def request_fields(self, chat: list[dict[str, str]]) -> tuple[dict[str, Any], str]:
-        """Request kwargs (messages, or a raw prompt when forcing think) and the prompt hash."""
+    def request_fields(self, chat: list[dict[str, str]] | str) -> tuple[dict[str, Any], str]:
+        """Request kwargs (messages, or a raw prompt when forcing think or given one) and the prompt hash."""
+        if isinstance(chat, str):  # a raw template's text: sent exactly as it is
+            return {"prompt": chat}, prompt_hash(chat)
         text = self.render(chat)
         if self.think.forced and text is not None:
             return {"prompt": text}, prompt_hash(text)

@@ -21,7 +21,7 @@ from branchmerge.contracts import EvaluationConfig, EvaluationSummary, relative_
 from branchmerge.engines.base import Completion, Request, SamplingParams
 from branchmerge.errors import UserError
 from branchmerge.evaluate import metrics, provenance
-from branchmerge.evaluate.prompts import Renderer, messages_for
+from branchmerge.evaluate.prompts import Renderer, messages_for, raw_prompt
 from branchmerge.outdir import claim
 from branchmerge.records import RunStore, write_parquet
 
@@ -96,7 +96,9 @@ def build_requests(
         pid = unit.problem["id"]
         rid, engine_idx = (f"{pid}{SHUFFLE_SEP}{unit.sample_idx}", 0) if spec.shuffle else (pid, unit.sample_idx)
         if rid not in requests:
-            fields, hashes[rid] = renderer.request_fields(messages_for(spec.template, unit.problem, unit.shown))
+            raw = raw_prompt(spec.template, unit.problem, unit.shown)
+            chat = raw if raw is not None else messages_for(spec.template, unit.problem, unit.shown)
+            fields, hashes[rid] = renderer.request_fields(chat)
             requests[rid] = Request(id=rid, **fields)
         index[(rid, engine_idx)] = (unit, hashes[rid])
     return list(requests.values()), index

@@ -9,8 +9,10 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from branchmerge import settings
 from branchmerge.atomic import write_text
 from branchmerge.curate.card import render_planned_card
+from branchmerge.curate.config import CurateConfig
 from branchmerge.pipeline.recipe import load_recipe
 
 
@@ -22,8 +24,9 @@ def write_planned_cards(recipe_name: str, out_dir: str | Path) -> list[Path]:
         if stage.command[:1] != ["curate"] or len(stage.command) < 2:
             continue
         path = Path(out_dir) / f"{recipe.name}-{stage.id}.md"
-        card = render_planned_card(recipe.name, stage.id, stage.command[1], stage.options, stage.expected,
-                                   shlex.join(stage.argv()))
+        given = {**settings.canonical(CurateConfig, stage.options), "domain": stage.command[1]}
+        config = settings.build(CurateConfig, None, given, what=f"stage {stage.id}")
+        card = render_planned_card(recipe.name, stage.id, config, stage.expected, shlex.join(stage.argv()))
         write_text(path, card)
         written.append(path)
     return written

@@ -56,7 +56,7 @@ def prepare_inputs(out: Path, size: str, seed: int = 0, error_rate: float = 0.25
             for split, rows in (("train", train), ("test", test)):
                 path = tmp / f"{domain}_{split}.jsonl"
                 write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-            train_files.append(str(inputs / f"{domain}_train.jsonl"))
+            train_files.append(f"./{domain}_train.jsonl")  # relative to presets.yaml: the folder can move
             for row in train:
                 texts += [row["prompt"], join_reasoning(*ToyTeacher.trace(row))]
         presets = {"toy-teacher": {
@@ -67,7 +67,7 @@ def prepare_inputs(out: Path, size: str, seed: int = 0, error_rate: float = 0.25
         }}
         write_text(tmp / "presets.yaml", yaml.safe_dump(presets, sort_keys=False))
         write_text(tmp / "benchmarks.yaml", yaml.safe_dump(_benchmarks(), sort_keys=False))
-        write_text(tmp / "merge_soup.yaml", yaml.safe_dump(_soup(out / "models"), sort_keys=False))
+        write_text(tmp / "merge_soup.yaml", yaml.safe_dump(_soup(), sort_keys=False))
         from branchmerge.tiny import build_tiny_model
 
         build_tiny_model(tmp / "backbone", texts, vocab_size=600, hidden_size=96, num_layers=2,
@@ -75,11 +75,12 @@ def prepare_inputs(out: Path, size: str, seed: int = 0, error_rate: float = 0.25
     return inputs
 
 
-def _soup(models: Path) -> dict:
-    """mergekit config of the baseline: an equal-weight average of the three branches (a model soup)."""
+def _soup() -> dict:
+    """mergekit config of the baseline: an equal-weight average of the three branches (a model soup).
+    Model paths are relative to the config's folder (``inputs/``), so a copied run folder still works."""
     return {
         "merge_method": "linear",
-        "models": [{"model": str(models / d), "parameters": {"weight": 1.0}} for d in ("math", "code", "science")],
+        "models": [{"model": f"../models/{d}", "parameters": {"weight": 1.0}} for d in ("math", "code", "science")],
         "dtype": "float32",
     }
 

@@ -39,7 +39,12 @@ HPARAM_KEYS: dict[str, Any] = {
     "dtype": "auto",
     # auto = flash_attention_2 when flash-attn is installed on a GPU machine, else sdpa
     "attn_implementation": "auto",
+    # model (the base model's own) | qwen (360-LLaMA-Factory's, as TinyR1 trained) | chatml | PATH.jinja
+    "chat_template": "model",
 }
+# packing_strategy values handled here before TRL sees them: "plain" packs whole examples into rows
+# whose attention spans every example in it (360-LLaMA-Factory's plain packing, TinyR1's math branch).
+OWN_PACKING = ("plain",)
 # SFTConfig fields the training stage sets itself.
 RESERVED = ("output_dir", "resume_from_checkpoint", "do_train", "assistant_only_loss", "completion_only_loss")
 # SFTConfig fields that also take a value this module resolves per machine (see ``sft_kwargs``).
@@ -165,6 +170,9 @@ def world_size() -> int:
 def sft_kwargs(settings: dict[str, Any], output_dir: str, processes: int | None = None) -> dict[str, Any]:
     """Turn resolved settings into ``SFTConfig`` keyword arguments for this machine."""
     kwargs = {k: v for k, v in settings.items() if k not in HPARAM_KEYS}
+    if kwargs.get("packing") and kwargs.get("packing_strategy") in OWN_PACKING:
+        kwargs["packing"] = False  # rows arrive packed (branchmerge.train.data.pack_plain)
+        kwargs.pop("packing_strategy")
     processes = processes or world_size()
     per_device = int(kwargs.get("per_device_train_batch_size", 8))
     kwargs["per_device_train_batch_size"] = per_device

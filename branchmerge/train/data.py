@@ -284,3 +284,34 @@ def prepare(
         "mean_tokens": round(sum(lengths) / len(lengths), 1),
     }
     return kept, counts
+
+
+def pack_plain(dataset, max_length: int):
+    """Whole examples packed into rows of at most ``max_length`` tokens, best fit decreasing.
+
+    No example is cut and none is isolated: each row is one sequence, so its examples attend to
+    the ones before them, as in 360-LLaMA-Factory's plain ``packing`` (its greedy knapsack over
+    sorted lengths; TinyR1's math branch). TRL's ``wrapped`` also shares attention but cuts examples
+    at row ends; its ``bfd`` keeps them whole but isolates them."""
+    import bisect
+
+    import datasets
+
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    free: list[tuple[int, int]] = []  # (space left, bin index), sorted: the best fit is the first that fits
+    bins: list[list[int]] = []
+    for i in order:
+        at = bisect.bisect_left(free, (lengths[i], -1))
+        if at == len(free):
+            bins.append([i])
+            bisect.insort(free, (max_length - lengths[i], len(bins) - 1))
+            continue
+        space, b = free.pop(at)
+        bins[b].append(i)
+        bisect.insort(free, (space - lengths[i], b))
+    ids, labels = dataset["input_ids"], dataset["labels"]
+    return datasets.Dataset.from_dict({
+        "input_ids": [[t for i in members for t in ids[i]] for members in bins],
+        "labels": [[t for i in members for t in labels[i]] for members in bins],
+    })

@@ -29,8 +29,9 @@ from branchmerge.contracts import CurationStats, TrainingStats
 from branchmerge.errors import UserError
 from branchmerge.outdir import claim
 from branchmerge.train.card import training_card
-from branchmerge.train.config import TrainConfig, sft_kwargs
-from branchmerge.train.data import ChatFormat, find_source, load_rows, prepare
+from branchmerge.train.config import OWN_PACKING, TrainConfig, sft_kwargs
+from branchmerge.train.data import ChatFormat, find_source, load_rows, pack_plain, prepare
+from branchmerge.train.templates import use_template
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
@@ -55,9 +56,10 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     if done is not None:
         log.info("%s already holds the finished run; nothing to do", out)
         return done
-    tokenizer, stop_ids = load_tokenizer(base)
-    chat = ChatFormat.for_tokenizer(tokenizer, stop_ids)
     settings = config.settings
+    tokenizer, stop_ids = load_tokenizer(base)
+    turn_ends = use_template(tokenizer, settings["chat_template"])
+    chat = ChatFormat.for_tokenizer(tokenizer, [*stop_ids, *turn_ends])
     args = _sft_config(settings, out)  # also sets up the distributed state
     with args.main_process_first(local=True, desc="tokenizing"):  # ends with a barrier of all processes
         dataset, counts = _tokenized(out / TOKENIZED, source, chat, settings)
@@ -80,7 +82,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     times = {"train": time.time() - started}
-    _save_model(trainer, out)
+    _save_model(trainer, out, turn_ends)
     if not main:
         return {}
     trainer.state.save_to_json(str(out / "trainer_state.json"))
@@ -110,6 +112,9 @@ def _tokenized(cache: Path, source: Any, chat: ChatFormat, settings: dict[str, A
         settings.get("dataset_num_proc"),
         where=f"--data {source.path}",
     )
+    if settings.get("packing") and settings.get("packing_strategy") in OWN_PACKING:
+        dataset = pack_plain(dataset, settings["max_length"])
+        counts["packed_rows"] = len(dataset)
     with temp_path(cache) as tmp:
         dataset.save_to_disk(str(tmp / "data"))
         write_json(tmp / "counts.json", {"fingerprint": key, "counts": counts})
@@ -126,6 +131,7 @@ def _fingerprint(source: Any, chat: ChatFormat, settings: dict[str, Any]) -> str
         "stop_ids": sorted(chat.stop_ids),
         "max_length": settings["max_length"],
         "overlong": settings["overlong"],
+        "packing": [settings.get("packing"), settings.get("packing_strategy")],
     }
     return hashlib.sha256(json.dumps(described, default=str).encode()).hexdigest()
 
@@ -262,11 +268,17 @@ def _trim_metrics(path: Path, checkpoint: Path | None) -> None:
     write_text(path, "".join(line + "\n" for line in kept))
 
 
-def _save_model(trainer: Any, out: Path) -> None:
-    """Save weights, config and tokenizer under a temporary name, then move them into ``out``."""
+def _save_model(trainer: Any, out: Path, turn_ends: Sequence[int] = ()) -> None:
+    """Save weights, config and tokenizer under a temporary name, then move them into ``out``.
+
+    ``turn_ends``: ids a named training template ends turns with; generation stops on them too."""
     staging = out / ".final.tmp"
-    # the Trainer turns the KV cache off for training; the saved model is for generation
-    trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.config.use_cache = True  # the Trainer turns the KV cache off for training; the saved model generates
+    if turn_ends and model.generation_config is not None:
+        eos = model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        model.generation_config.eos_token_id = [*eos, *(i for i in turn_ends if i not in eos)]
     trainer.save_model(str(staging))  # every process takes part (ZeRO-3 gathers the weights)
     if not trainer.is_world_process_zero():
         return
