@@ -120,6 +120,85 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
                 yield lineno, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
 
 
+# The one list of row-file formats: every command that reads a file of rows (curate --source,
+# evaluate --data, verify IN, train --data) reads these, through ``iter_rows``.
+ROW_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+_MAGIC = {b"PAR1": ".parquet", b"PK\x03\x04": ".zip", b"\x1f\x8b": ".gz"}
+
+
+def iter_rows(path: str | Path, flag: str = "file") -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """``(row number, row, None)`` for each row of a .jsonl/.json/.csv/.parquet file, or ``(row number,
+    None, why)`` for a row that is not a JSON object (JSONL lines are read one by one, so one bad line
+    does not hide the others). A file that cannot be read as its suffix says is one ``UserError``."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; give a {', '.join(ROW_SUFFIXES)} file")
+    if not path.is_file():
+        raise UserError(f"{flag} {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in ROW_SUFFIXES:
+        raise UserError(f"{flag} {path}: unsupported file type {suffix or '(none)'!r}; use {', '.join(ROW_SUFFIXES)}")
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    actual = next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+    if actual and actual != suffix:
+        raise UserError(f"{flag} {path}: the file is {actual[1:]} data named {suffix}; rename it to its real type")
+    if not head:
+        raise UserError(f"{flag} {path}: the file is empty")
+    if suffix == ".parquet":
+        yield from _parquet_rows(path, flag)
+    elif suffix == ".csv":
+        yield from _csv_rows(path, flag)
+    elif suffix == ".json" and head.lstrip()[:1] in (b"[", b"{"):
+        yield from _json_rows(path, flag)
+    else:
+        for lineno, row, why in iter_jsonl(path):
+            yield (lineno, row, None) if isinstance(row, dict) else (lineno, None, why or "not a JSON object")
+
+
+def _json_rows(path: Path, flag: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):  # not one document: JSON lines named .json
+        for lineno, row, why in iter_jsonl(path):
+            yield (lineno, row, None) if isinstance(row, dict) else (lineno, None, why or "not a JSON object")
+        return
+    if isinstance(data, dict) and isinstance(data.get("rows"), list):
+        data = data["rows"]
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise UserError(f"{flag} {path}: expected a JSON list of objects, got {type(data).__name__}")
+    for i, row in enumerate(data, 1):
+        yield (i, row, None) if isinstance(row, dict) else (i, None, f"item {i} is not a JSON object")
+
+
+def _csv_rows(path: Path, flag: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    import csv
+
+    csv.field_size_limit(1 << 30)  # R1 traces are long
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            for i, row in enumerate(csv.DictReader(fh), 2):  # numbered as lines: the header is line 1
+                yield i, dict(row), None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise UserError(f"{flag} {path}: cannot parse as CSV ({exc})") from None
+
+
+def _parquet_rows(path: Path, flag: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise UserError(f"{flag} {path}: not a readable Parquet file ({exc})") from None
+    i = 0
+    for batch in handle.iter_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            i += 1
+            yield i, row, None
+
+
 def read_jsonl(path: str | Path, schema: str | None = None) -> Iterator[dict[str, Any]]:
     """Yield the rows of a JSONL file, validated against ``schema`` when given.
 

@@ -9,7 +9,6 @@ whose private tests go through the safe unpickler.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -21,7 +20,7 @@ from typing import Any
 from branchmerge.benchmarks.registry import BenchSpec, get_spec
 from branchmerge.benchmarks.safe_pickle import UnsafePickleError, decode_test_cases
 from branchmerge.errors import UserError
-from branchmerge.records import validate
+from branchmerge.records import iter_rows, validate
 
 LCB_RELEASE_FILES = ["test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl", "test5.jsonl", "test6.jsonl"]
 GPQA_INCORRECT = ("Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
@@ -81,31 +80,12 @@ def load_benchmark(spec: BenchSpec, data: str | None = None, limit: int | None =
 
 
 def _read_local(path: Path) -> tuple[list[dict[str, Any]], str, dict[str, Any]]:
-    if not path.is_file():
-        raise UserError(f"{path}: no such data file (--data takes a .jsonl, .json, .csv or .parquet file)")
+    rows = []
+    for number, row, why in iter_rows(path, "--data"):
+        if why is not None:
+            raise UserError(f"--data {path}: row {number}: {why}")
+        rows.append(row)
     digest = _file_sha256(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".jsonl":
-            with path.open(encoding="utf-8") as fh:
-                rows = [json.loads(line) for line in fh if line.strip()]
-        elif suffix == ".json":
-            rows = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(rows, dict) and isinstance(rows.get("rows"), list):
-                rows = rows["rows"]
-        elif suffix == ".csv":
-            with path.open(encoding="utf-8", newline="") as fh:
-                rows = list(csv.DictReader(fh))
-        elif suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            rows = pq.read_table(path).to_pylist()
-        else:
-            raise UserError(f"{path}: unsupported data file type {suffix!r}; use .jsonl, .json, .csv or .parquet")
-    except (json.JSONDecodeError, UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(f"{path}: cannot parse ({exc})") from None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise UserError(f"{path}: expected one JSON object per row")
     return rows, f"{path.name}@{digest[:12]}", {"path": str(path.resolve()), "sha256": digest}
 
 

@@ -1,7 +1,7 @@
-"""Reading a source: a Hugging Face dataset id or a local jsonl/parquet file (or folder of them).
+"""Reading a source: a Hugging Face dataset id or a local jsonl/json/csv/parquet file (or folder of them).
 
 Only raw rows come out of here (dicts, with their position); turning them into problem rows is the
-adapters' job. A line of a local JSONL file that does not parse is not fatal: it becomes a raw row
+adapters' job. A row of a local file that does not parse is not fatal: it becomes a raw row
 carrying ``_malformed`` so the pipeline can reject it with its reason, like any other bad row.
 """
 
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from branchmerge.errors import UserError
-from branchmerge.records import iter_jsonl
+from branchmerge.records import ROW_SUFFIXES, iter_rows
 
-LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+LOCAL_SUFFIXES = ROW_SUFFIXES
 MALFORMED = "_malformed"
 
 
@@ -40,18 +40,18 @@ def open_source(name: str, split: str = "train", subset: str | None = None, revi
     if path.exists():
         return _open_local(path)
     if path.suffix in LOCAL_SUFFIXES or name.startswith((".", "/", "~")):
-        raise UserError(f"source {name}: no such file or folder")
+        raise UserError(f"--source {name}: no such file or folder")
     return _open_hub(name, split, subset, revision, streaming)
 
 
 def _local_files(path: Path) -> list[Path]:
     if path.is_file():
-        if path.suffix not in LOCAL_SUFFIXES:
-            raise UserError(f"source {path}: expected a .jsonl, .json or .parquet file")
+        if path.suffix.lower() not in LOCAL_SUFFIXES:
+            raise UserError(f"--source {path}: expected a {', '.join(LOCAL_SUFFIXES)} file")
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.suffix in LOCAL_SUFFIXES and p.is_file())
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in LOCAL_SUFFIXES and p.is_file())
     if not files:
-        raise UserError(f"source {path}: the folder holds no .jsonl, .json or .parquet files")
+        raise UserError(f"--source {path}: the folder holds no {', '.join(LOCAL_SUFFIXES)} files")
     return files
 
 
@@ -60,34 +60,13 @@ def _open_local(path: Path) -> Source:
 
     def rows() -> Iterator[dict[str, Any]]:
         for file in files:
-            if file.suffix == ".parquet":
-                yield from _parquet_rows(file)
-            else:
-                yield from _jsonl_rows(file)
+            for number, row, why in iter_rows(file, "--source"):
+                yield row if why is None else {MALFORMED: f"{file.name}:{number}: {why}"}
 
     columns: list[str] = []
     for _, (_, row) in zip(range(50), enumerate(rows()), strict=False):
         columns += [c for c in row if c not in columns and c != MALFORMED]
     return Source(str(path), columns, "local", rows)
-
-
-def _parquet_rows(file: Path) -> Iterator[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        handle = pq.ParquetFile(file)
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise UserError(f"source {file}: not a readable Parquet file ({exc})") from None
-    for batch in handle.iter_batches(batch_size=1024):
-        yield from batch.to_pylist()
-
-
-def _jsonl_rows(file: Path) -> Iterator[dict[str, Any]]:
-    for lineno, row, why in iter_jsonl(file):
-        if why is not None:
-            yield {MALFORMED: f"{file.name}:{lineno}: {why}"}
-        else:
-            yield row if isinstance(row, dict) else {MALFORMED: f"{file.name}:{lineno}: not a JSON object"}
 
 
 def _open_hub(name: str, split: str, subset: str | None, revision: str | None, streaming: bool) -> Source:
@@ -99,7 +78,7 @@ def _open_hub(name: str, split: str, subset: str | None, revision: str | None, s
         raise UserError(
             f"cannot load Hugging Face dataset {name!r} (subset={subset}, split={split}, revision={revision}): "
             f"{type(exc).__name__}: {exc}. Check the id, --subset/--split, your network and HF_TOKEN, "
-            "or give a local .jsonl/.parquet path"
+            "or give a local .jsonl/.json/.csv/.parquet path"
         ) from None
     columns = list(ds.column_names or [])
     if not columns:  # a streamed dataset without declared features: its first row tells

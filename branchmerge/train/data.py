@@ -23,11 +23,12 @@ from typing import Any
 
 from branchmerge.contracts import CurationStats
 from branchmerge.errors import UserError
+from branchmerge.records import ROW_SUFFIXES, iter_rows
 
 SENTINEL = "\ue000branchmerge-sentinel\ue000"
 IGNORE = -100
 KEEP = ("ok", "truncated")
-DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
+DATA_SUFFIXES = ROW_SUFFIXES
 
 
 @dataclass
@@ -55,11 +56,11 @@ def find_source(data: str | Path) -> Source:
     else:
         folder = path / "data" if (path / "data").is_dir() else path
         files = sorted(p for p in folder.iterdir() if p.suffix in DATA_SUFFIXES and p.is_file())
-    files = [f for f in files if f.suffix in DATA_SUFFIXES]
+    files = [f for f in files if f.suffix.lower() in DATA_SUFFIXES]
     if not files:
         raise UserError(
-            f"--data {path}: no .parquet or .jsonl files found (expected a curation output with "
-            "data/*.parquet, or parquet/jsonl files with a 'messages' column)"
+            f"--data {path}: no {', '.join(DATA_SUFFIXES)} files found (expected a curation output with "
+            "data/*.parquet, or row files with a 'messages' column)"
         )
     stats_file = path / CurationStats.FILE if path.is_dir() else None
     curation = CurationStats.read(stats_file) if stats_file and stats_file.is_file() else None
@@ -72,7 +73,7 @@ def load_rows(source: Source):
 
     rows: list[str] = []
     for file in source.files:
-        messages = _read_parquet(file) if file.suffix == ".parquet" else _read_json(file)
+        messages = _read_parquet(file) if file.suffix == ".parquet" else _read_rows(file)
         rows.extend(m if isinstance(m, str) else json.dumps(m, ensure_ascii=False) for m in messages)
     if not rows:
         raise UserError(f"--data {source.path}: the files hold no rows")
@@ -88,24 +89,13 @@ def _read_parquet(file: Path) -> list[Any]:
     return pq.read_table(file, columns=["messages"]).column("messages").to_pylist()
 
 
-def _read_json(file: Path) -> list[Any]:
-    text = file.read_text("utf-8")
-    try:
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError:
-        records = []
-    if len(records) == 1 and isinstance(records[0], list):
-        records = records[0]
-    elif not records:
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{file}: neither JSON lines nor a JSON list: {exc}") from None
+def _read_rows(file: Path) -> list[Any]:
     out = []
-    for lineno, record in enumerate(records, 1):
-        if not isinstance(record, dict) or "messages" not in record:
-            keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-            raise UserError(f"{file}: row {lineno} has no 'messages' field (it has {keys})")
+    for number, record, why in iter_rows(file, "--data"):
+        if why is not None:
+            raise UserError(f"--data {file}: row {number}: {why}")
+        if "messages" not in record:
+            raise UserError(f"--data {file}: row {number} has no 'messages' field (it has {sorted(record)})")
         out.append(record["messages"])
     return out
 
