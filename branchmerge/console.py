@@ -38,7 +38,7 @@ def verbosity() -> int:
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     global _quiet, _verbose
     _quiet, _verbose = quiet, verbose
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 0 else logging.INFO)
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 0 else logging.INFO)
     logging.basicConfig(
         level=level,
         format="%(message)s",
@@ -46,6 +46,37 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
         force=True,
     )
     log.setLevel(level)
+    # one line per HTTP request (httpx, the openai engine) only with -v
+    for name in ("httpx", "httpcore", "urllib3", "filelock"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+    if quiet:
+        quiet_third_parties()
+
+
+def quiet_third_parties() -> None:
+    """``-q``: errors and the result line only, also from libraries that print on their own (progress
+    bars of datasets/transformers/huggingface_hub, their warnings, Python warnings)."""
+    import os
+    import warnings
+
+    for variable, value in (("TRANSFORMERS_VERBOSITY", "error"), ("DATASETS_VERBOSITY", "error"),
+                            ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+                            ("TQDM_DISABLE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ[variable] = value
+    os.environ["PYTHONWARNINGS"] = "ignore"  # child processes (recipe stages) too
+    from huggingface_hub.utils import disable_progress_bars  # transformers' own bars follow this switch
+
+    disable_progress_bars()
+    warnings.simplefilter("ignore")
+    logging.getLogger().setLevel(logging.ERROR)
+    log.setLevel(logging.ERROR)
+
+
+def fmt_tokens(tokens: float | None) -> str:
+    """11800 -> '11.8k' as in the paper's Table 1; below a thousand the count itself (48, not '0.0k')."""
+    if tokens is None:
+        return "n/a"
+    return f"{tokens / 1000:.1f}k" if tokens >= 1000 else f"{tokens:.0f}"
 
 
 def result(text: str) -> None:

@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "branchmerge"
 LAYERS = {
-    "foundation": {"errors", "atomic", "console", "records", "reasoning", "contracts", "settings", "cards", "outdir", "__init__"},
+    "foundation": {"errors", "atomic", "console", "records", "reasoning", "contracts", "settings", "cards", "outdir", "network",
+                   "__init__"},
     "services": {"engines", "sandbox", "verify", "benchmarks", "tiny"},
     "stages": {"curate", "train", "merge", "evaluate", "report"},
     "orchestration": {"pipeline", "cli", "__main__"},

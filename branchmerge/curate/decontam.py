@@ -17,6 +17,7 @@ import numpy as np
 
 from branchmerge.benchmarks import load_problems
 from branchmerge.curate.textsig import WordIds, ngram_hashes
+from branchmerge.network import offline
 
 
 @dataclass
@@ -56,14 +57,14 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 def build_index(specs: list[str], n: int) -> BenchmarkIndex:
     index = BenchmarkIndex(n)
     chunks: list[np.ndarray] = []
+    failed: dict[str, str] = {}
     for spec in specs:
         name, data = parse_spec(spec)
         try:
             problems = load_problems(name, data=data)
         except Exception as exc:  # offline, gated, unknown name, missing module: all must be loud
-            message = (f"decontamination against {name} SKIPPED: could not load it ({type(exc).__name__}: "
-                       f"{exc}); give a local file with --decontam {name}=FILE")
-            index.warnings.append(message)
+            failed[name] = ("offline, and not in the Hugging Face cache" if offline() and data is None
+                            else f"{type(exc).__name__}: {exc}")
             continue
         grams = [np.unique(ngram_hashes(index.words(p["prompt"]), n)) for p in problems]
         counts = Counter(h for g in grams for h in g.tolist())
@@ -74,6 +75,13 @@ def build_index(specs: list[str], n: int) -> BenchmarkIndex:
                 index.origin.setdefault(h, f"{name}/{problem.get('id', '?')}")
             chunks.append(np.asarray(keep, dtype=np.uint64))
         index.loaded[name] = len(problems)
+    if failed:  # one message for all of them: offline, the reason is the same four times
+        reasons = list(dict.fromkeys(failed.values()))
+        why = reasons[0] if len(reasons) == 1 else "; ".join(f"{n}: {r}" for n, r in failed.items())
+        names = ", ".join(failed)
+        index.warnings.append(f"decontamination against {names} SKIPPED: could not load "
+                              f"{'it' if len(failed) == 1 else 'them'} ({why}); give local files with "
+                              f"--decontam NAME=FILE, or --decontam none to skip it knowingly")
     if chunks:
         index.hashes = np.unique(np.concatenate(chunks))
     return index

@@ -44,6 +44,7 @@ def _run(cfg: EvaluateConfig) -> None:
     from branchmerge.benchmarks import resolve, with_template
     from branchmerge.console import result
     from branchmerge.evaluate.run import RunOptions, cell, claim_bench, load_for, run_benchmark
+    from branchmerge.network import check_hub
     from branchmerge.outdir import claim_parent
 
     out = Path(cfg.out)
@@ -75,6 +76,7 @@ def _run(cfg: EvaluateConfig) -> None:
         claim_parent(out, "evaluation-bench")
         for spec, opts in zip(specs, runs):
             claim_bench(out / spec.name, opts)
+        check_hub()  # once, within seconds, before any dataset or model download
     problems = [None if cfg.rescore else load_for(spec, opts) for spec, opts in zip(specs, runs)]
     backend = None
     if not cfg.rescore:

@@ -16,7 +16,7 @@ from typing import Any
 
 from branchmerge.atomic import write_text
 from branchmerge.benchmarks import BenchSpec, Loaded, load_benchmark
-from branchmerge.console import log
+from branchmerge.console import fmt_tokens, log
 from branchmerge.contracts import EvaluationConfig, EvaluationSummary, relative_to
 from branchmerge.engines.base import Completion, Request, SamplingParams
 from branchmerge.errors import UserError
@@ -260,9 +260,7 @@ def summarize(spec: BenchSpec, rows: list[dict[str, Any]], config: dict[str, Any
 
 def cell(summary: dict[str, Any]) -> str:
     """The paper's table cell: "78.1 (11.8k)" = pass@1 in % and mean completion tokens in thousands."""
-    mean = summary["tokens"]["completion"]["mean"]
-    length = "n/a" if mean is None else f"{mean / 1000:.1f}k"
-    return f"{summary['metrics']['pass@1'] * 100:.1f} ({length})"
+    return f"{summary['metrics']['pass@1'] * 100:.1f} ({fmt_tokens(summary['tokens']['completion']['mean'])})"
 
 
 def card(summary: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from branchmerge.console import fmt_tokens as console_tokens
 from branchmerge.report.load import EvalResult
 from branchmerge.report.reference import Published
 
@@ -105,10 +106,8 @@ def _columns(results: list[EvalResult]) -> list[Column]:
 
 
 def fmt_tokens(tokens: float | None) -> str:
-    """11800 -> '11.8k', as in the paper's Table 1."""
-    if tokens is None:
-        return ""
-    return f"{tokens / 1000:.1f}k" if tokens >= 1000 else f"{tokens:.0f}"
+    """11800 -> '11.8k', as in the paper's Table 1 (empty when unknown)."""
+    return "" if tokens is None else console_tokens(tokens)
 
 
 def fmt_pct(value: float | None, digits: int = 1) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from branchmerge.atomic import temp_path, write_json, write_text
-from branchmerge.console import log
+from branchmerge.console import log, verbosity
 from branchmerge.contracts import CurationStats, TrainingStats
 from branchmerge.errors import UserError
 from branchmerge.outdir import claim
@@ -78,6 +78,11 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
         processing_class=tokenizer,
         callbacks=[MetricsLog(out / METRICS), *callbacks],
     )
+    if verbosity() < 0:  # -q: no progress bar, no metrics dict printed per log step
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
     main = trainer.is_world_process_zero()
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
