@@ -38,6 +38,11 @@ COPULA = (
     r"é", r"è", r"являет?ся", r"是", r"为", r"為", r"は", r"은", r"는", r"là", r"adalah", r"ialah",
     r"है", r"हैं", r"هو", r"هي", r"≈", r"\\approx",
 )
+APPROXIMATE = (r"≈", r"\\approx")
+# words that make the number after them a rounded restatement ("or about 16.7%")
+APPROXIMATION_RE = re.compile(
+    r"(?:≈|\\approx|~|\b(?:about|approximately|approx\.?|roughly|around|nearly|almost|circa|environ|etwa|aproximadamente|约|大约|約))\s*\$?\s*$",
+    re.IGNORECASE)
 
 # words that reject the option letter after them ("not A", "can't be A or B", "非 A")
 NEGATION = (
@@ -56,20 +61,32 @@ def _alternatives(words: tuple[str, ...]) -> str:
 
 
 # a letter boundary that works for scripts without spaces: not after/before a Latin letter or digit
-_WORD_START = r"(?<![A-Za-z0-9_])"
-_WORD_END = r"(?![A-Za-z0-9_])"
+# (enforced only where the word itself begins or ends with a Latin letter or digit: "B不是 A",
+# "答案是C" have no spaces, and a Chinese copula right before a letter is still a copula)
+_WORD_START = r"(?:(?![A-Za-z0-9_])|(?<![A-Za-z0-9_]))"
+_WORD_END = r"(?:(?<![A-Za-z0-9_])|(?![A-Za-z0-9_]))"
+
+# adjectives some languages put after the answer word: "la réponse correcte est", "الإجابة الصحيحة هي"
+POST_ADJECTIVE = (
+    r"correct[ea]?", r"correct[oa]", r"corret[oa]", r"corrett[oa]", r"juste", r"exacte?", r"richtige",
+    r"правильный", r"верный", r"الصحيحة", r"الصحيح", r"doğru", r"đúng", r"yang\s+benar", r"benar",
+)
 
 FINAL_ANSWER_RE = re.compile(_WORD_START + _alternatives(FINAL_ANSWER) + _WORD_END, _FLAGS)
 ANSWER_RE = re.compile(_WORD_START + _alternatives(ANSWER) + _WORD_END, _FLAGS)
 # what links an anchor to its value: "final answer is:", "answer: ", "réponse est", "答案是",
 # "answer to the question is"; an anchor without one ("Answer $9$") must be right before its value
 ANCHOR_LINK_RE = re.compile(
-    r"[\s*]*(?:\([^()\n]{0,30}\)\s*)?(?:(?:to|for|of)\s+(?:the|this)\s+(?:question|problem)\s+)?"
+    r"[\s*]*(?:" + "|".join(POST_ADJECTIVE) + r")?" + _WORD_END + r"[\s*]*"
+    r"(?:\([^()\n]{0,30}\)\s*)?(?:(?:to|for|of)\s+(?:the|this)\s+(?:question|problem)\s+)?"
     r"(?:[:：]|-|—|" + _alternatives(COPULA) + _WORD_END + r"(?:\s*[:：])?)[\s*]*",
     _FLAGS,
 )
 ANCHOR_SPACE_RE = re.compile(r"[\s*]*")
-COPULA_GAP_RE = re.compile(r"\s*(?:" + _alternatives(COPULA) + r")\s*:?\s*", _FLAGS)
+# followed from a named quantity to its value ("$n$ is 34"); not an approximation ("≈ 0.167"),
+# which is a rounded restatement of the exact answer before it
+COPULA_GAP_RE = re.compile(
+    r"\s*(?:" + _alternatives(tuple(c for c in COPULA if c not in APPROXIMATE)) + r")" + _WORD_END + r"\s*:?\s*", _FLAGS)
 # a verdict after a letter that rejects it ("A is wrong", "B isn't", "C est faux", "D 不对")
 REJECTED_AFTER_RE = re.compile(
     r"\s*(?:\)|\*\*|[\"'”’])?\s*(?:(?:is|are|was|seems|looks)\s+(?:also\s+|clearly\s+|definitely\s+)?"

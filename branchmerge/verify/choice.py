@@ -22,9 +22,9 @@ from branchmerge.verify.extract import Extraction, find_boxes
 
 _OPEN = r"(?:\*\*|__|[\"'“‘«(\[$]|\\text(?:bf)?\{|\\mathrm\{|<b>|\s)*"
 _CLOSE = r"(?:\*\*|__|[\"'”’»)\]$}]|</b>)*"
-_OPTION_ANCHOR = re.compile(r"(?<![A-Za-z])(?:(?:correct|right|best)\s+(?:option|choice)|option|choice)(?![A-Za-z])",
-                            re.IGNORECASE)
-_OPTION_IS_CORRECT = r"\s+is\s+(?:the\s+)?(?:correct|right|best|true|answer)(?![A-Za-z])"
+_OPTION_ANCHOR = re.compile(
+    r"(?<![A-Za-z])(?:(?:correct|right|best)\s+(?:option|choice)|option|choice)(?![A-Za-z])", re.IGNORECASE)
+_OPTION_IS_CORRECT = r"\s+is\s+(?:the\s+)?(?:correct|right|best|true|valid|answer)(?![A-Za-z])"
 _IT_IS = re.compile(r"(?<![A-Za-z])(?:it's|it\s+is|it\s+must\s+be|it\s+should\s+be)\s*$", re.IGNORECASE)
 
 
@@ -37,7 +37,9 @@ def _patterns(letters: str) -> dict[str, re.Pattern[str]]:
         "form": re.compile(rf"{_OPEN}(?P<letter>{letter}){_CLOSE}{end}"),
         "box": re.compile(rf"\s*(?:\\text(?:bf)?\{{)?\s*\(?(?P<letter>{letter})\)?\s*\}}?\s*(?:[).:]\s*.*)?", re.DOTALL),
         "leading": re.compile(rf"\s*{_OPEN}(?P<letter>{letter}){_CLOSE}(?:$|[.:)。，,、]|(?=[^\x00-\x7f]))"),
-        "option_is": re.compile(rf"(?i:option|choice)\s*{_OPEN}(?P<letter>{letter}){_CLOSE}(?i:{_OPTION_IS_CORRECT})"),
+        # "Option B is correct", "Because B is valid": the letter is affirmed as the answer
+        "option_is": re.compile(rf"(?<![A-Za-z0-9_\\])(?:(?i:option|choice)\s*)?{_OPEN}(?P<letter>{letter}){_CLOSE}"
+                                rf"(?i:{_OPTION_IS_CORRECT})"),
         "standalone": re.compile(rf"(?<![A-Za-z0-9_\\]){letter}(?![A-Za-z0-9_])"),
         # a negation, then letters joined by "or"/"and"/","/...: all of them are rejected
         "rejected": re.compile(

@@ -44,11 +44,18 @@ def verify(
         bool, typer.Option("--no-think", help="Grade text without any <think> block as all answer.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Pair mode: print the verdict as JSON.")] = False,
+    executor: Annotated[str, typer.Option(help="File mode: grade on this machine (local) or a Ray cluster (ray; "
+                                          "pip install 'branchmerge[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: join this machine's "
+                                                    "cluster, else start a local one).")] = None,
 ) -> None:
     from branchmerge.errors import choice_error
+    from branchmerge.executors import EXECUTORS
 
     if domain not in DOMAIN_CHOICES:
         raise choice_error("domain", domain, DOMAIN_CHOICES)
+    if executor not in EXECUTORS:
+        raise choice_error("executor", executor, EXECUTORS)
     options: dict[str, Any] = {
         "gold_format": gold_format,
         "science_mode": science_mode,
@@ -62,7 +69,7 @@ def verify(
         raise UserError("give either IN.jsonl --out OUT.jsonl, or --gold and --pred, not both")
     if out is None:
         raise UserError(f"missing --out: where should the graded rows of {in_path} go?")
-    _verify_file(domain, in_path, out, workers, options)
+    _verify_file(domain, in_path, out, workers, options, executor, ray_address)
 
 
 def _verify_pair(domain: str, gold: str | None, pred: str | None, options: dict[str, Any], as_json: bool) -> None:
@@ -108,10 +115,12 @@ def _read_rows(path: Path) -> tuple[list[dict[str, Any] | None], list[dict[str, 
     return rows, bad, problems
 
 
-def _verify_file(domain: str, in_path: Path, out_path: Path, workers: int | None, options: dict[str, Any]) -> None:
+def _verify_file(domain: str, in_path: Path, out_path: Path, workers: int | None, options: dict[str, Any],
+                 executor: str = "local", ray_address: str | None = None) -> None:
     from branchmerge.atomic import temp_path
     from branchmerge.console import err
-    from branchmerge.verify import grade_rows
+    from branchmerge.executors import get_executor
+    from branchmerge.executors.work import grade
 
     rows, bad, problems = _read_rows(in_path)
     for message in problems[:20]:
@@ -119,7 +128,8 @@ def _verify_file(domain: str, in_path: Path, out_path: Path, workers: int | None
     if len(problems) > 20:
         err.print(f"[yellow]... and {len(problems) - 20} more unreadable rows[/]")
     good = [r for r in rows if r is not None]
-    graded = iter(grade_rows(good, domain, workers=workers, progress=True, **options))
+    runner = get_executor(executor, ray_address, workers) if good else None
+    graded = iter(grade(runner, good, domain, workers=workers, show_progress=True, **options))
     bad_iter = iter(bad)
     written = [next(graded) if r is not None else next(bad_iter) for r in rows]
     with temp_path(out_path) as tmp, tmp.open("w", encoding="utf-8") as fh:

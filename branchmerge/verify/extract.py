@@ -278,6 +278,8 @@ def statement_value(text: str, anchor_end: int, unlinked_words: int = 1) -> _Can
     found = candidates(tail)
     if not found or len(re.findall(r"\w+", tail[: found[0].start])) > max_words:
         return None
+    if anchors.NEGATION_RE.search(tail[: found[0].start]):
+        return None  # "the answer is not 5; it is 6": the value named here is the rejected one
     chosen = found[0]
     for nxt in found[1:]:
         if not anchors.COPULA_GAP_RE.fullmatch(tail[chosen.end : nxt.start]):
@@ -314,11 +316,26 @@ def math_answer(segment: str, rules: tuple[str, ...] = MATH_RULES) -> Extraction
             if found is not None:
                 return Extraction(found.value, rule)
     if "last_expression" in rules:
-        found_all = candidates(segment)
-        if found_all:
-            last = max(found_all, key=lambda c: (c.end, -c.start))
-            return Extraction(last.value, "last_expression")
+        found_all = sorted(candidates(segment), key=lambda c: (c.end, -c.start))
+        # a rounded restatement ("$\frac{1}{6}$, or about 16.7%") gives way to the value before it
+        exact = [c for c in found_all if not anchors.APPROXIMATION_RE.search(segment[max(0, c.start - 20) : c.start])]
+        if exact or found_all:
+            return Extraction((exact or found_all)[-1].value, "last_expression")
     return Extraction("", "none")
+
+
+_PART_JOIN = re.compile(r"\s*(?:\\q?quad\s*|\\[,;]\s*)*(?:\\text\{\s*(?:and|or)\s*\}|\\(?:and|or)\b)(?:\s*\\q?quad|\s*\\[,;])*\s*")
+
+
+def join_parts(text: str) -> str:
+    """Groups of assignments written with a text connective ("p = 5, q = 2 \\quad \\text{and}
+    \\quad p = 7, q = 2") as math-verify's list of groups ("p=5, q=2; p=7, q=2"): read as they
+    are, the connective is lost and the groups melt into one set of four equations. Only when
+    every part is itself a comma list; other connectives are left to math-verify."""
+    parts = _PART_JOIN.split(text)
+    if len(parts) < 2 or not all("," in part and "=" in part for part in parts):
+        return text
+    return "; ".join(part.strip() for part in parts)
 
 
 _DELIMITER = re.compile(r"(?<!\\)\$\$?|\\[()\[\]]")

@@ -117,7 +117,7 @@ def _prepare(domain: str, completion: Any, reference: Any, finish_reason: Any, o
         return Verdict("error", {"extracted": "", "gold": None, "rule": "bad_domain", "error": f"domain {domain!r}"})
     if not isinstance(completion, str):
         return Verdict("error", {"extracted": "", "gold": None, "rule": "no_completion"})
-    if domain == "science" and isinstance(reference, str) and re.fullmatch(r"\s*[A-J]\s*", reference):
+    if domain == "science" and isinstance(reference, str) and re.fullmatch(r"\s*[A-Z]\s*", reference):
         reference = {"answer": reference.strip()}  # a bare option letter
     if domain == "code" and isinstance(reference, str):
         try:  # tests stored as JSON text (as Parquet stores `reference`)
@@ -160,7 +160,7 @@ def _prepare_math(segment: str, reference: Any, opts: dict[str, Any], quantities
         detail.update(unit_gold=units[0], unit_pred=units[1])
         if not all(units) or units[0] == units[1]:
             gold, pred = gold_q[0] if gold_q else gold, pred_q[0] if pred_q else pred
-    gold, pred = numbers.align(gold, pred)
+    gold, pred = numbers.align(extract.join_parts(gold), extract.join_parts(pred))
     fast = math_check.fast_verdict(gold, pred, fmt)
     if fast is not None:
         return Verdict("correct" if fast[0] else "incorrect", {**detail, "rule": fast[1]})

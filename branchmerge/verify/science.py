@@ -24,7 +24,7 @@ def is_choice(reference: Any) -> bool:
         return False
     if isinstance(reference.get("options"), dict) and reference["options"]:
         return True
-    return bool(re.fullmatch(r"[A-J]", str(reference.get("answer", "")).strip()))
+    return bool(re.fullmatch(r"[A-Z]", str(reference.get("answer", "")).strip()))
 
 
 def letters_of(reference: dict[str, Any]) -> str:
