@@ -122,7 +122,9 @@ class HostWatch:
     def leftovers(self) -> list[str]:
         uids = set(self.uids)
         found = [p for p in self.scratches if os.path.lexists(p)]
-        found += [str(p) for p in self.cgroups if p.exists()]
+        pooled = {path for group in cgroups._POOL for path in group.dirs.values()}
+        # a cgroup may outlive its solution only empty and idle in the pool, for the next one
+        found += [str(p) for p in self.cgroups if p.exists() and (p not in pooled or (p / "cgroup.procs").read_text())]
         found += _sysv_owned(uids)
         for folder in ("/tmp", "/dev/shm", "/var/tmp"):
             try:

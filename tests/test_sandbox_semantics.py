@@ -127,6 +127,34 @@ def test_runner_quirk_programs_pass(code):
     assert result.verdict == "accepted", (result.detail, result.stderr)
 
 
+# How a program ends, as plain CPython would have it (the harness does not tear the interpreter
+# down after a test, so it must still do what CPython does at a normal end).
+ENDINGS = {
+    "unclosed_fd1_file": ("f = open(1, 'w', closefd=False)\nf.write(str(sum(map(int, open(0).read().split()))) + '\\n')\n",
+                          "accepted"),
+    "stdout_rebound": ("import io, sys\nprint(sum(map(int, open(0).read().split())))\nsys.stdout = io.StringIO()\n",
+                       "accepted"),
+    "atexit_prints": ("import atexit\natexit.register(print, sum(map(int, open(0).read().split())))\n", "accepted"),
+    "thread_finishes_late": ("import threading, time\ndef late():\n    time.sleep(0.2)\n"
+                             "    print(sum(map(int, open(0).read().split())))\n"
+                             "threading.Thread(target=late).start()\n", "accepted"),
+    "stdout_flush_fails": ("import sys\nclass Bad:\n    def write(self, s):\n        return len(s)\n"
+                           "    def flush(self):\n        raise OSError('no')\n    closed = False\n"
+                           "print(5)\nsys.stdout.flush()\nsys.stdout = Bad()\n", "runtime_error"),
+    "crash_with_handlers_replaced": ("import sys, atexit\nprint(5, flush=True)\nsys.excepthook = lambda *a: None\n"
+                                     "atexit.register(lambda: None)\nraise KeyError('late')\n", "runtime_error"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENDINGS))
+def test_program_endings_match_cpython(name):
+    code, expected = ENDINGS[name]
+    result = run(code, {"inputs": ["2\n3\n"], "outputs": ["5\n"]}, FAST)
+    assert result.verdict == expected, (result.tests, result.stderr)
+    if name == "stdout_flush_fails":
+        assert result.tests[0].detail == "exit status 120"  # as python3 gives when stdout cannot be flushed
+
+
 def test_big_integers_and_deep_recursion():
     code = (
         "import sys\nsys.setrecursionlimit(10 ** 6)\n"

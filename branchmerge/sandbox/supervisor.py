@@ -162,7 +162,7 @@ class _Session:
                 pass
             self.proc.wait()
         if self.group is not None:
-            self.group.remove()
+            self.group.release()
         if self.uid is not None:
             # a daemon that left the session survives without a pid namespace or cgroup; with
             # either, the kernel is already killing everything inside and one sweep is enough
