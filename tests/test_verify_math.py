@@ -215,3 +215,99 @@ def test_equal_only_by_rounding_is_flagged() -> None:
 def test_math_extraction_rules(segment: str, expected: tuple[str, str]) -> None:
     found = extract.math_answer(segment)
     assert (found.text, found.rule) == expected
+
+
+# ---- issue 14: extraction chain, number shapes, other projects' suites ----------------------------
+
+THINK = "<think>\nLet me work through it.\n</think>\n\n"
+
+
+@pytest.mark.parametrize(
+    ("segment", "expected"),
+    [
+        # answers stated in prose, no box
+        ("Answer $9$", ("9", "answer")),
+        ("Therefore $x \\geq 5$ is the solution.", ("x \\geq 5", "last_expression")),
+        ("The volume of $ABCDEFGH$ is 120", ("120", "last_expression")),
+        ("Final Answer: The largest $n$ is 34.", ("34", "final_answer")),
+        ("The answer is 2, 3, and 5.", ("2, 3, 5", "answer")),
+        ("Answer: (1, 2)", ("(1, 2)", "answer")),
+        ("The answer is not 5; it is 6.", ("6", "last_expression")),
+        ("The probability is $\\frac{1}{6}$, or about 16.7%.", ("\\frac{1}{6}", "last_expression")),
+        # several boxes joined by short connective text are one answer
+        ("$\\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}$", ("-2, 1", "boxed_multi")),
+        ("\\boxed{3}\\text{ for part (a) and }\\boxed{5}", ("3, 5", "boxed_multi")),
+        ("\\( y_1 = \\boxed{2} \\) and \\( y_2 = \\boxed{7} \\)", ("2, 7", "boxed_multi")),
+        ("First $\\boxed{4}$.\n\nNow part 2 is different: $\\boxed{5}$", ("5", "boxed")),
+        # a box in the working, then a different explicit final statement
+        ("This part is \\boxed{255}. Adding all parts, the final answer is $10,455$.",
+         ("10,455", "final_answer_after_box")),
+        ("The answer is $7$. So \\boxed{8}", ("8", "boxed")),  # a bare "answer" does not outrank a box
+        # other languages
+        ("最终答案是 $42$。", ("42", "final_answer")),
+        ("所以答案是12。", ("12", "answer")),
+        ("Donc, la réponse finale est $7$.", ("7", "final_answer")),
+        ("الإجابة النهائية هي 7", ("7", "final_answer")),
+        ("अंतिम उत्तर 5 है", ("5", "final_answer")),
+        ("Die Antwort ist 3,5.", ("3,5", "answer")),
+    ],
+)
+def test_issue14_extraction_chain(segment: str, expected: tuple[str, str]) -> None:
+    found = extract.math_answer(segment)
+    assert (found.text, found.rule) == expected
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "verdict"),
+    [
+        ("1000.99", "La réponse est 1000,99 €.", "correct"),  # a comma that can only be decimal
+        ("3.5", "Die Antwort ist 3,5.", "correct"),
+        ("1000", "The total is $1,000.", "correct"),  # thousands separator
+        ("1", "The total is $1,000.", "incorrect"),
+        ("10455", "the final answer is $10,455$.", "correct"),
+        ("-2, 1", "The roots are $-2,1$.", "correct"),  # a list, by the gold's shape
+        ("-2.1", "The roots are $-2, 1$.", "incorrect"),
+        ("-2.1", "The answer is $-2,1$.", "correct"),  # one number in the gold: a decimal comma
+        ("1000", "\\boxed{1\\,000}", "correct"),  # thin space between digit groups
+        ("\\frac{1}{3}", "\\boxed{0.\\overline{3}}", "correct"),  # repeating decimal
+        ("\\frac{1}{2004!}", "\\boxed{\\frac{1}{2006!}}", "incorrect"),  # exact rationals, not rounding
+        ("0.25", "The answer is 25%.", "correct"),
+        ("p = 5, q = 2 \\quad \\text{and} \\quad p = 7, q = 2", "$p=5,q=2;p=7,q=2$", "correct"),
+        ("5", "The answer is not 5; it is 6.", "incorrect"),
+        ("2", "The answer is 2, 3, and 5.", "incorrect"),  # math-verify reads 2 here
+    ],
+)
+def test_issue14_number_shapes_and_verdicts(gold: str, answer: str, verdict: str) -> None:
+    got = grade("math", THINK + answer, gold)
+    assert got.verdict == verdict, got.detail
+    assert got.detail["extract_rule"] and got.detail["rule"]
+
+
+def _peer_cases() -> list[dict]:
+    path = Path(__file__).parent / "data/verify/peer_suites.jsonl"
+    return [c for c in map(json.loads, path.open(encoding="utf-8")) if c["default_settings"]]
+
+
+def test_peer_suites_at_default_settings() -> None:
+    """Other projects' own expectations (Math-Verify, lighteval, open-r1 test suites, taken as
+    data): at default settings we agree with their labels at least as often as plain
+    ``verify(parse(gold), parse(pred))`` does, and never pass what they fail."""
+    from math_verify import parse, verify
+
+    cases = _peer_cases()
+    assert len(cases) >= 450 and {c["suite"] for c in cases} == {"Math-Verify", "lighteval", "open-r1"}
+    rows = [{"domain": c["domain"], "completion": THINK + c["pred"], "reference": c["gold"]} for c in cases]
+    ours = [r["verdict"] == "correct" for r in grade_rows(rows, workers=2)]
+    plain = [bool(verify(parse(c["gold_raw"]), parse(c["pred"]))) for c in cases]
+    expected = [bool(c["expected"]) for c in cases]
+    false_pos = [c["id"] for c, got, want in zip(cases, ours, expected) if got and not want]
+    assert not false_pos, false_pos
+    agree_ours = sum(a == b for a, b in zip(ours, expected))
+    agree_plain = sum(a == b for a, b in zip(plain, expected))
+    missed = [(c["id"], c["gold"], c["pred"][-80:]) for c, got, want in zip(cases, ours, expected) if want and not got]
+    assert agree_ours >= agree_plain, missed
+    # the one label we knowingly contradict: "1 + 1/e" is not "1 - 1/e" (Math-Verify's test_yujianll
+    # expects equal, an artefact of how its parser reads \mathrm{e}); nothing else may be missed
+    assert [m[0] for m in missed] == ["Math-Verify-be84f6d66a"], missed
+    holdout = [(got, want) for c, got, want in zip(cases, ours, expected) if c["split"] == "holdout"]
+    assert len(holdout) >= 100 and all(got == want for got, want in holdout)

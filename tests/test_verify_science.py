@@ -49,6 +49,22 @@ REF = {"answer": "B", "options": OPTIONS}
         ("Answer: F", ("", "none"), ("", "none")),
         ("answer: b is my guess", ("", "none"), ("", "none")),
         ("No idea.", ("", "none"), ("", "none")),
+        # issue 14: plain statements strict mode must read, and letters lenient mode must not pick
+        ('The capital is Tokyo. So the answer is "C".\n\nAnswer: "C"', ("C", "answer"), ("C", "answer")),
+        ("thinking about it I think the correct answer is C", ("C", "answer"), ("C", "answer")),
+        ("The answer is for sure D, it can't be A or B", ("D", "answer"), ("D", "answer")),
+        ("The answer: D, it doesn't make sense for it to be A or B", ("D", "answer"), ("D", "answer")),
+        ("Because B is valid", ("B", "answer"), ("B", "answer")),
+        ("正确答案是C", ("C", "answer"), ("C", "answer")),
+        ("B不是 A", ("B", "leading_letter"), ("B", "leading_letter")),
+        ("الإجابة الصحيحة هي C", ("C", "answer"), ("C", "answer")),
+        ("la réponse correcte est (C)", ("C", "answer"), ("C", "answer")),
+        ("So the answer is B.\n\nA", ("B", "answer"), ("B", "answer")),
+        ("The answer is C.\n\nAnswer: A", ("A", "answer"), ("A", "answer")),
+        ("Surely not A; D fits the data", ("", "none"), ("D", "last_letter")),
+        ("It can't be A, the mass doubles", ("", "none"), ("", "none")),
+        ("A is wrong and so is B", ("", "none"), ("", "none")),
+        ("Neither A nor B fits", ("", "none"), ("", "none")),
     ],
 )
 def test_choice_extraction(segment: str, strict: tuple[str, str], lenient: tuple[str, str]) -> None:

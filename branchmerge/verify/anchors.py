@@ -46,7 +46,7 @@ APPROXIMATION_RE = re.compile(
 
 # words that reject the option letter after them ("not A", "can't be A or B", "非 A")
 NEGATION = (
-    r"not", r"never", r"rather\s+than", r"instead\s+of", r"except", r"excluding", r"rule(?:s|d)?\s+out",
+    r"not", r"never", r"neither", r"nor", r"rather\s+than", r"instead\s+of", r"except", r"excluding", r"rule(?:s|d)?\s+out",
     r"eliminat(?:e|es|ed|ing)", r"exclud(?:e|es|ed)",
     r"ne\s+(?:\w+\s+)?pas", r"non", r"pas", r"nicht", r"kein(?:e|en)?", r"no(?:\s+es)?", r"não", r"не",
     r"不是", r"不", r"非", r"而不是", r"ではない", r"아니", r"ليس", r"ليست", r"ولا", r"नहीं", r"değil",
@@ -96,5 +96,10 @@ REJECTED_AFTER_RE = re.compile(
     r"|不对|不正确|错误|是错的|错)",
     _FLAGS,
 )
+# a letter that joins a rejection just made: "A is wrong and so is B", "A is out, as is B"
+REJECTED_CHAIN_RE = re.compile(
+    r"(?:wrong|incorrect|false|invalid|impossible|ruled\s+out|eliminated|out)\W{0,3}\s*(?:and\s+)?"
+    r"(?:so|as|neither)\s+(?:is|are|does)\s+(?:option\s+|choice\s+)?[\"'(*$]*$",
+    re.IGNORECASE)
 # "n't" ends a word ("can't", "isn't"), so it takes no word start
 NEGATION_RE = re.compile(r"(?:n't|" + _WORD_START + _alternatives(NEGATION) + r")" + _WORD_END, _FLAGS)

@@ -70,7 +70,8 @@ def _statement(segment: str, anchor_end: int, p: dict[str, re.Pattern[str]]) -> 
 
 def _rejected(segment: str, pos: int, p: dict[str, re.Pattern[str]]) -> bool:
     """Whether the text rejects the letter at ``pos`` ("not A", "can't be A or B", "A is wrong")."""
-    if p["rejected"].search(segment[max(0, pos - 48) : pos]):
+    before = segment[max(0, pos - 48) : pos]
+    if p["rejected"].search(before) or anchors.REJECTED_CHAIN_RE.search(before):
         return True
     return bool(anchors.REJECTED_AFTER_RE.match(segment, pos + 1))
 
