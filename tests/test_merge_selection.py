@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from branchmerge.merge.methods import METHODS, Context
+from branchmerge.merge.rng import bernoulli_mask, stream_matches
 from branchmerge.merge.selection import magnitude_keys, order_statistics, sort_is_introsort, topk_mask
 
 
@@ -149,3 +150,18 @@ def test_fusion_sampling_rules_differ_and_default_is_mergekit_0_1_5() -> None:
         METHODS["arcee_fusion"].kernel([a, b], 0, dict(METHODS["arcee_fusion"].shared) | {"with_replacement": wr}, [{}, {}], ctx)
         thresholds[wr] = ctx.stats["threshold"]
     assert thresholds[True] != thresholds[False]
+
+
+# --- DARE's Bernoulli stream ---------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not stream_matches(), reason="this torch build's CPU generator layout differs: torch.bernoulli is used")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_numpy_bernoulli_is_torchs_stream(dtype: torch.dtype) -> None:
+    for seed, p, n in ((0, 0.7, 1), (1, 0.5, 624), (2, 0.3, 100_003), (3, 0.9, 1_300_000)):
+        a, b = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        prob = torch.full((n,), p, dtype=dtype)
+        expect = torch.bernoulli(prob, generator=a).bool()
+        got = bernoulli_mask(b, float(prob[0]), n)
+        assert torch.equal(got, expect), (dtype, p, n)
+        assert torch.equal(torch.rand(700, generator=a), torch.rand(700, generator=b))  # same place in the stream

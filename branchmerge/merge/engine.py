@@ -17,6 +17,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,29 @@ class RngTurns:
             self.cv.wait_for(lambda: self.next == ticket)
             self.next += 1
             self.cv.notify_all()
+
+
+class _Turn:
+    """One job's turn on the shared stream (compat): entered once for the job's one block of
+    draws and given up when that block ends, or when the job ends without drawing."""
+
+    def __init__(self, turns: RngTurns, ticket: int | None) -> None:
+        self.turns, self.ticket, self.used, self.finished = turns, ticket, False, False
+
+    def __enter__(self) -> torch.Generator:
+        if self.used:
+            raise RuntimeError("a compat kernel must draw all of a tensor's random numbers in one block")
+        self.used = True
+        assert self.ticket is not None
+        return self.turns.wait(self.ticket)
+
+    def __exit__(self, *exc: object) -> None:
+        self.done()
+
+    def done(self) -> None:
+        if self.ticket is not None and not self.finished:
+            self.finished = True
+            self.turns.finish(self.ticket)
 
 
 def _config_json(path: Path) -> dict[str, Any]:
@@ -211,20 +235,28 @@ class _Runner:
         self.lock = threading.Lock()
 
     def run(self, job: TensorJob) -> None:
+        turn = _Turn(self.turns, job.ticket)
         try:
-            self._merge(job)
+            self._merge(job, turn)
         finally:
-            if job.ticket is not None:
-                self.turns.finish(job.ticket)
+            turn.done()
 
-    def _generator(self, job: TensorJob) -> torch.Generator:
+    @contextlib.contextmanager
+    def _generator(self, job: TensorJob, turn: _Turn) -> Iterator[torch.Generator]:
+        """The tensor's generator for one block of draws.
+
+        compat: the shared stream, held from this tensor's turn until the block ends, so the
+        next tensor may draw while this one finishes its (non-random) work.
+        """
         if job.ticket is not None:
-            return self.turns.wait(job.ticket)
+            with turn as gen:
+                yield gen
+            return
         if self.opts.mode == "compat":
             raise RuntimeError(f"{job.name}: random draw without a turn in compat mode")
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed_for(self.opts.seed, job.name))
-        return gen
+        yield gen
 
     def _load(self, job: TensorJob) -> list[torch.Tensor]:
         ts = []
@@ -236,21 +268,14 @@ class _Runner:
             ts.append(t.to(device=self.device, dtype=job.work_dtype))
         return ts
 
-    def _merge(self, job: TensorJob) -> None:
+    def _merge(self, job: TensorJob, turn: _Turn) -> None:
         ts = self._load(job)
         if not job.work_dtype.is_floating_point:
             if any(not torch.equal(ts[0], t) for t in ts[1:]):
                 raise UserError(f"non-float tensor {job.name} differs between inputs; cannot merge it")
             self.writer.write(job.name, ts[0])
             return
-        gens: list[torch.Generator] = []
-
-        def rng() -> contextlib.AbstractContextManager[torch.Generator]:
-            if not gens:
-                gens.append(self._generator(job))
-            return contextlib.nullcontext(gens[0])
-
-        ctx = Context(out_dtype=job.out_dtype, mode=self.opts.mode, rng=rng)
+        ctx = Context(out_dtype=job.out_dtype, mode=self.opts.mode, rng=lambda: self._generator(job, turn))
         out = self.cfg.method.kernel(ts, self.cfg.base, job.shared, job.per, ctx)
         del ts
         if tuple(out.shape) != job.shape or out.dtype != job.out_dtype:

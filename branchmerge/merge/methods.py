@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from branchmerge.merge.rng import bernoulli_mask, stream_matches
 from branchmerge.merge.selection import kth_largest, magnitude_keys, order_statistics, sort_is_introsort, topk_mask
 
 BLOCK_ELEMENTS = 1 << 20  # row-block size for elementwise work (elements)
@@ -237,11 +238,15 @@ def _dare_work_dtype(delta: torch.Tensor) -> torch.dtype:
 def _bernoulli_mask(delta: torch.Tensor, density: float, gen: torch.Generator) -> torch.Tensor:
     """mergekit's ``bernoulli(full_like(delta, density))`` as a flat bool mask.
 
-    CPU bernoulli takes one draw per element in order, so drawing block by block into a bool
-    buffer consumes the stream exactly as one full-size call would.
+    CPU: drawn by ``rng.bernoulli_mask`` (numpy's MT19937 on the generator's state, same bits)
+    where its self-check passed, else ``torch.bernoulli`` block by block into a bool buffer (one
+    draw per element in order, so the stream is consumed exactly as one full-size call would).
     """
     n = delta.numel()
-    p = torch.full((min(n, BLOCK_ELEMENTS),), density, dtype=_dare_work_dtype(delta), device=delta.device)
+    work = _dare_work_dtype(delta)
+    if delta.device.type == "cpu" and gen.device.type == "cpu" and stream_matches():
+        return bernoulli_mask(gen, float(torch.tensor(density, dtype=work)), n)
+    p = torch.full((min(n, BLOCK_ELEMENTS),), density, dtype=work, device=delta.device)
     keep = torch.empty(n, dtype=torch.bool, device=delta.device)
     for start in range(0, n, BLOCK_ELEMENTS):
         part = keep[start : start + BLOCK_ELEMENTS]
