@@ -94,3 +94,42 @@ def test_doctor_says_what_the_fallback_covers_without_a_cgroup(monkeypatch):
     report = json.loads(CliRunner().invoke(app, ["sandbox", "doctor", "--json"]).stdout)
     assert report["cgroup"]["available"] is False and "no delegation here" in report["cgroup"]["why_not"]
     assert "per process only" in report["cgroup"]["covers"]
+
+
+def test_out_file_and_overwrite(tmp_path, monkeypatch, capsys):
+    (tmp_path / "t.json").write_text(json.dumps(AB))
+    (tmp_path / "a.py").write_text("a, b = map(int, input().split())\nprint(a + b)\n")
+    (tmp_path / "b.py").write_text("print(6)\n")
+    out = tmp_path / "results.jsonl"
+    args = ["sandbox", "run", str(tmp_path / "a.py"), str(tmp_path / "b.py"), "--tests", str(tmp_path / "t.json"),
+            "-o", str(out), "--workers", "2"]  # fmt: skip
+    assert CliRunner().invoke(app, args).exit_code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["solution"], r["verdict"]) for r in rows] == [(str(tmp_path / "a.py"), "accepted"),
+                                                             (str(tmp_path / "b.py"), "wrong_answer")]
+    rc, msg = main_exit(monkeypatch, capsys, *args)  # refused before any sandbox starts
+    assert rc == 2 and "--overwrite" in msg and msg.count("\n") == 1
+    assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
+    foreign = tmp_path / "mine.jsonl"
+    foreign.write_text('{"my": "data"}\n')
+    rc, msg = main_exit(monkeypatch, capsys, *args[:-4], "-o", str(foreign), "--overwrite")
+    assert rc == 2 and "not written by branchmerge" in msg and foreign.read_text() == '{"my": "data"}\n'
+
+
+def test_settings_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    sol = tmp_path / "s.py"
+    sol.write_text("print(5)\n")
+    (tmp_path / "t.json").write_text(json.dumps(AB))
+    for extra, words in ((["--workers", "0"], "--workers"), (["--memory-mb", "lots"], "--memory-mb"),
+                         (["--tier", "chroot"], "valid: bwrap, unshare, landlock, none")):  # fmt: skip
+        rc, msg = main_exit(monkeypatch, capsys, "sandbox", "run", str(sol), "--tests", str(tmp_path / "t.json"), *extra)
+        assert rc == 2 and words in msg and msg.strip().count("\n") == 0, msg
+
+
+def test_terminal_escapes_from_a_solution_are_shown_inert(tmp_path):
+    (tmp_path / "t.json").write_text(json.dumps(AB))
+    (tmp_path / "s.py").write_text("import sys\nsys.stderr.write('\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m')\nraise SystemExit\n")
+    res = CliRunner().invoke(app, ["sandbox", "run", str(tmp_path / "s.py"), "--tests", str(tmp_path / "t.json")])
+    assert res.exit_code == 0 and "wrong_answer" in res.stdout
+    assert "\x1b" not in res.stdout and "\x07" not in res.stdout and "\x9b" not in res.stdout
+    assert "\\x1b]0;pwned\\x07" in res.stdout

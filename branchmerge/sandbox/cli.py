@@ -1,14 +1,25 @@
-"""``branchmerge sandbox run`` and ``branchmerge sandbox doctor``."""
+"""``branchmerge sandbox run`` and ``branchmerge sandbox doctor``.
+
+The options of ``run`` are generated from ``RunCommand``: the sandbox's ``Limits`` (declared once,
+in ``results``) plus what is run and where the results go.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
+from branchmerge import settings
 from branchmerge.errors import UserError
+from branchmerge.sandbox.results import LANGUAGES, Limits
+from branchmerge.settings import setting
+
+WRITER = "branchmerge sandbox run"
+SIGNATURE = f'"written_by": "{WRITER}"'  # in every line of an -o file: what --overwrite may replace
 
 RUN_HELP = """Run solution(s) against tests in the strongest isolation tier this machine allows.
 
@@ -23,20 +34,39 @@ C++ (stdin/stdout tests; compiled once per solution with g++ -O2 -std=c++17):
 
   branchmerge sandbox run solution.cpp --tests tests.json --language cpp
 
-Several solutions run on a pool of --workers sandboxes (one JSON object per line with --json):
+Several solutions run on a pool of --workers sandboxes; -o keeps the results as JSONL:
 
-  branchmerge sandbox run a.py b.py c.py --tests tests.json --workers 2 --json
+  branchmerge sandbox run a.py b.py c.py --tests tests.json --workers 2 -o results.jsonl
 """
 
 DOCTOR_HELP = """Self-test every isolation tier (bwrap, unshare, landlock, none) and show which one
 runs untrusted code here, with which layers, whether whole-solution limits (a cgroup) are
-available, and what each tier does not isolate.
+available, and for each tier what it does and does not isolate.
 
 Example:
 
   branchmerge sandbox doctor
   branchmerge sandbox doctor --json
 """
+
+
+@dataclass(kw_only=True)
+class RunCommand(Limits):
+    solutions: list[Path] = setting(argument=True, input=True, help="Solution source file(s).")
+    tests: Path = setting(input=True, help="TESTS.json (input_output shape).")
+    language: str = setting("python", choices=LANGUAGES, help="python, or cpp (g++ -O2, compiled once).")
+    workers: int | None = setting(None, ge=1, help="Sandboxes at once (default: one per core).")
+    as_json: bool = setting(False, flag="--json", help="Print each result as one line of JSON.")
+    out: Path | None = setting(None, short="-o", help="Also write the results here as JSONL, one line per solution.")
+    overwrite: bool = setting(False, help="Replace an -o file an earlier sandbox run wrote.")
+
+    def limits(self) -> Limits:
+        return Limits(**{item.name: getattr(self, item.name) for item in settings.declared(Limits)})
+
+
+@dataclass
+class DoctorCommand:
+    as_json: bool = setting(False, flag="--json", help="Print the report as JSON.")
 
 
 def register(app: typer.Typer) -> None:
@@ -46,8 +76,10 @@ def register(app: typer.Typer) -> None:
         "Example: branchmerge sandbox doctor",
         no_args_is_help=True,
     )
-    group.command("run", help=RUN_HELP, no_args_is_help=True)(run)
-    group.command("doctor", help=DOCTOR_HELP)(doctor)
+    function, cls = settings.command(RunCommand, _run, config_option=False, what="sandbox")
+    group.command("run", cls=cls, help=RUN_HELP, no_args_is_help=True)(function)
+    function, cls = settings.command(DoctorCommand, _doctor, config_option=False, what="doctor")
+    group.command("doctor", cls=cls, help=DOCTOR_HELP)(function)
     app.add_typer(group, name="sandbox")
 
 
@@ -60,49 +92,53 @@ def _read_tests(path: Path) -> dict:
         raise UserError(f"tests file {path} is not JSON ({exc})") from None
 
 
-def run(
-    solutions: Annotated[list[Path], typer.Argument(help="Solution source file(s).")],
-    tests: Annotated[Path, typer.Option("--tests", help="TESTS.json (input_output shape).")],
-    timeout_s: Annotated[
-        float, typer.Option("--timeout-s", help="Per test, CPU seconds (wall-clock cap: 3x + 1 s).")
-    ] = 6.0,
-    memory_mb: Annotated[
-        int, typer.Option("--memory-mb", help="The whole solution's memory (see sandbox doctor).")
-    ] = 2048,
-    output_limit_kb: Annotated[int, typer.Option("--output-limit-kb", help="Cap on a test's output.")] = 16384,
-    all_tests: Annotated[bool, typer.Option("--all-tests", help="Do not stop at the first failure.")] = False,
-    workers: Annotated[int | None, typer.Option("--workers", help="Sandboxes at once (default: cores).")] = None,
-    tier: Annotated[str | None, typer.Option("--tier", help="Force bwrap, unshare, landlock or none.")] = None,
-    unsafe: Annotated[bool, typer.Option("--unsafe", help="Allow running with no isolation.")] = False,
-    language: Annotated[str, typer.Option("--language", help="python, or cpp (g++ -O2, compiled once).")] = "python",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-) -> None:
-    from branchmerge.sandbox.results import Limits
+def _claim_out(cmd: RunCommand) -> None:
+    """Refuse an -o file before any sandbox starts: an existing one only with --overwrite, and only
+    if an earlier sandbox run wrote it."""
+    from branchmerge.outdir import claim_file
+
+    if cmd.out is None:
+        return
+    if cmd.out.exists() and not cmd.out.is_dir() and not cmd.overwrite:
+        raise UserError(f"-o {cmd.out}: exists; pass --overwrite to replace it, or choose another file")
+    claim_file(cmd.out, SIGNATURE, "-o")
+
+
+def _run(cmd: RunCommand) -> None:
     from branchmerge.sandbox.supervisor import run_many
 
-    if timeout_s <= 0 or memory_mb <= 0 or output_limit_kb <= 0:
-        raise UserError("--timeout-s, --memory-mb and --output-limit-kb must be positive")
-    if workers is not None and workers < 1:
-        raise UserError("--workers must be at least 1")
-    spec = _read_tests(tests)
+    _claim_out(cmd)
+    spec = _read_tests(cmd.tests)
     jobs = []
-    for path in solutions:
+    for path in cmd.solutions:
         try:
             jobs.append((path.read_text(), spec))
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read solution {path}: {exc}") from None
-    limits = Limits(
-        timeout_s=timeout_s, memory_mb=memory_mb, output_limit_kb=output_limit_kb,
-        all_tests=all_tests, unsafe=unsafe, tier=tier,
-    )  # fmt: skip
-    results = run_many(jobs, limits, workers, language=language)
-    for path, result in zip(solutions, results):
-        if as_json:
-            typer.echo(json.dumps(result.to_dict()))
+    results = run_many(jobs, cmd.limits(), cmd.workers, language=cmd.language)
+    rows = [{"solution": str(path), **result.to_dict()} for path, result in zip(cmd.solutions, results)]
+    if cmd.out is not None:
+        from branchmerge.atomic import temp_path
+
+        with temp_path(cmd.out) as tmp, tmp.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps({**row, "written_by": WRITER}) + "\n")
+    for path, result, row in zip(cmd.solutions, results, rows):
+        if cmd.as_json:
+            typer.echo(json.dumps(row))
         else:
             _show(path, result)
     if any(r.verdict == "sandbox_error" for r in results):
         raise typer.Exit(3)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """What a solution wrote, safe for a terminal: control characters (escape sequences that could
+    retitle, clear or reprogram the terminal) shown as \\xNN; newlines and tabs kept."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _show(path: Path, result) -> None:
@@ -111,20 +147,21 @@ def _show(path: Path, result) -> None:
     colour = "green" if result.accepted else "red"
     out.print(
         f"[bold]{path}[/]: [{colour}]{result.verdict}[/] ({result.passed}/{result.total} tests, "
-        f"{result.time_s:.2f}s, tier {result.tier})"
+        f"{result.time_s:.2f}s wall, {result.cpu_s:.2f}s CPU, tier {result.tier})"
     )
     for t in result.tests:
         if t.verdict != "accepted":
-            out.print(f"  test {t.index}: {t.verdict} {t.detail}", markup=False)
+            out.print(f"  test {t.index}: {t.verdict} ({t.cpu_s:.2f}s CPU, {t.time_s:.2f}s wall) "
+                      f"{printable(t.detail)}", markup=False, highlight=False)  # fmt: skip
     if result.stderr and not result.accepted:
-        out.print(result.stderr.rstrip(), markup=False, style="dim")
+        out.print(printable(result.stderr.rstrip()), markup=False, style="dim")
 
 
-def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
+def _doctor(cmd: DoctorCommand) -> None:
     from branchmerge.sandbox.doctor import doctor_report
 
     report = doctor_report()
-    if as_json:
+    if cmd.as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         from rich.table import Table
@@ -145,6 +182,9 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print the repor
         out.print(f"time: {report['time']}; every tier: capped output, empty environment", markup=False)
         for row in report["tiers"]:
             if row["works"] and row["safe"]:
+                out.print(f"[bold]{row['tier']}[/] isolates:")
+                for line in row["isolates"]:
+                    out.print(f"  + {line}", markup=False)
                 out.print(f"[bold]{row['tier']}[/] does not isolate:")
                 for line in row["does_not"]:
                     out.print(f"  - {line}", markup=False)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from branchmerge import settings
+from branchmerge.settings import setting
+
 VERDICTS = (
     "accepted",
     "wrong_answer",
@@ -29,29 +32,39 @@ LCB_CODES = {
 }
 
 
+TIERS = ("bwrap", "unshare", "landlock", "none")  # strongest first (``tiers`` says what each is)
+LANGUAGES = ("python", "cpp")
+
+
 @dataclass
 class Limits:
-    """Per-solution limits and switches. ``tier`` forces an isolation tier (bwrap, unshare,
-    landlock, none) instead of the strongest one the start-up self-test finds.
+    """Per-solution limits and switches, declared once (``branchmerge.settings``): the options of
+    ``sandbox run`` are generated from these fields. ``tier`` forces an isolation tier instead of
+    the strongest one the start-up self-test finds.
 
     Time is CPU time, so a busy machine does not turn correct programs into time-outs; the wall
     clock only caps a test at 3x its limit + 1 s (a program that sleeps or blocks). Memory is the
     whole solution's where a cgroup can be made (every process, and its shmem, memfd and tmpfs
     pages; ``sandbox doctor`` says), and each process's peak RSS everywhere."""
 
-    timeout_s: float = 6.0  # per test, CPU seconds (LiveCodeBench's 6 s); wall-clock cap 3x + 1 s
-    memory_mb: int = 2048  # the solution's memory: all its processes together (cgroup), each one's peak RSS
-    all_tests: bool = False  # default: stop at the first failing test
-    output_limit_kb: int = 16384  # stdout + stderr (+ return value) of one test
-    unsafe: bool = False  # allow the 'none' tier (no isolation); only when the user asks
-    tier: str | None = None
-    lcb_prelude: bool = True  # LiveCodeBench's implicit ``from collections import *`` etc.
-    processes: int = 64  # the solution's processes and threads (pids cgroup; RLIMIT_NPROC of its uid)
-    file_size_mb: int = 64  # RLIMIT_FSIZE: any one file it writes
-    open_files: int = 64  # RLIMIT_NOFILE
-    python: str | None = None  # interpreter used inside the sandbox (default: chosen at start-up)
-    compile_timeout_s: float = 30.0  # C++: g++ CPU and wall time, once per solution, under the same memory limit
-    disk_mb: int = 64  # all the files it writes: the size of its tmpfs /tmp (and /dev/shm)
+    timeout_s: float = setting(6.0, gt=0, help="Per test, CPU seconds (LiveCodeBench's 6 s); wall-clock cap 3x + 1 s.")
+    memory_mb: int = setting(2048, ge=1, help="The whole solution's memory: all its processes, memfds and files "
+                             "together where a cgroup can be made (see sandbox doctor), else each process's.")
+    all_tests: bool = setting(False, help="Run every test instead of stopping at the first failure.")
+    output_limit_kb: int = setting(16384, ge=1, help="Cap on one test's stdout + stderr (+ return value).")
+    unsafe: bool = setting(False, help="Allow the 'none' tier (no isolation at all).")
+    tier: str | None = setting(None, choices=TIERS, help="Force an isolation tier instead of the strongest working one.")
+    lcb_prelude: bool = setting(True, help="LiveCodeBench's implicit imports (from collections import * ...).")
+    processes: int = setting(64, ge=1, help="The solution's processes and threads (pids cgroup; RLIMIT_NPROC).")
+    file_size_mb: int = setting(64, ge=1, help="Any one file it writes (RLIMIT_FSIZE).")
+    open_files: int = setting(64, ge=8, help="Open files per process (RLIMIT_NOFILE).")
+    python: str | None = setting(None, help="Interpreter inside the sandbox (default: chosen at start-up).")
+    compile_timeout_s: float = setting(30.0, gt=0, help="C++: g++ CPU and wall time, once per solution, under "
+                                       "the same memory limit.")
+    disk_mb: int = setting(64, ge=1, help="All the files it writes: the size of its tmpfs /tmp and /dev/shm.")
+
+    def __post_init__(self) -> None:
+        settings.validate(self)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from branchmerge.sandbox import cgroups
 from branchmerge.sandbox.cases import Suite, parse_tests
 from branchmerge.sandbox.harness import READY_FIELDS, REPLY_FIELDS, wall_cap
 from branchmerge.sandbox.judge import number, text, verdict
-from branchmerge.sandbox.results import Limits, Result, TestResult
+from branchmerge.sandbox.results import LANGUAGES, Limits, Result, TestResult
 from branchmerge.sandbox.tiers import (
     HARNESS_MB,
     NAMESPACES,
@@ -352,9 +352,6 @@ def select_tier(limits: Limits) -> str:
 
 
 # ---------------------------------------------------------------- public API
-
-
-LANGUAGES = ("python", "cpp")
 
 
 def _check_language(language: str, suites: list[Suite]) -> None:

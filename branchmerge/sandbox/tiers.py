@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-TIERS = ("bwrap", "unshare", "landlock", "none")
+from branchmerge.sandbox.results import TIERS
+
 SAFE_TIERS = TIERS[:-1]
 NAMESPACES = {
     "bwrap": ("user", "pid", "net", "ipc", "uts", "mount", "cgroup"),
