@@ -3,7 +3,9 @@
 mergekit is LGPL and heavy, so it never enters our environment: ``mergekit_python()`` creates
 (once, then cached) a separate virtual environment with ``torch==2.13.0`` installed first (so pip
 never pulls a CUDA build) and then ``mergekit==0.1.5``. Its location is
-``$BRANCHMERGE_PARITY_VENV`` or ``~/.cache/branchmerge-parity/mergekit-0.1.5``.
+``$BRANCHMERGE_PARITY_VENV`` or ``~/.cache/branchmerge-parity/mergekit-0.1.5``. An interpreter
+that already has mergekit 0.1.5 can be named instead with ``$BRANCHMERGE_MERGEKIT_PYTHON``
+(nothing is installed then).
 """
 
 from __future__ import annotations
@@ -27,13 +29,41 @@ def parity_venv() -> Path:
     return Path(os.environ.get("BRANCHMERGE_PARITY_VENV", default))
 
 
-def mergekit_python() -> tuple[Path | None, str]:
-    """Path of the parity venv's python (installing it on first use), or (None, why it failed)."""
+MERGEKIT_PYTHON_ENV = "BRANCHMERGE_MERGEKIT_PYTHON"
+
+
+def check_mergekit_python(py: Path) -> str:
+    """'' if ``py`` runs mergekit 0.1.5, else why not."""
+    if not py.exists():
+        return f"{py} does not exist"
+    probe = "import importlib.metadata as m, mergekit.merge; print(m.version('mergekit'))"
+    try:
+        res = subprocess.run([str(py), "-c", probe], capture_output=True, text=True, timeout=300)
+    except OSError as exc:
+        return f"{py} cannot run: {exc}"
+    if res.returncode != 0:
+        return f"{py} cannot import mergekit: {res.stderr.strip().splitlines()[-1:] or ['?']}"
+    version = res.stdout.strip()
+    return "" if version == MERGEKIT.split("==")[1] else f"{py} has mergekit {version}, not {MERGEKIT}"
+
+
+def mergekit_python(install: bool = True) -> tuple[Path | None, str]:
+    """Python with mergekit 0.1.5, or (None, why not).
+
+    ``$BRANCHMERGE_MERGEKIT_PYTHON`` if set (checked, never installed into); else the parity venv,
+    installed on first use when ``install``.
+    """
+    named = os.environ.get(MERGEKIT_PYTHON_ENV)
+    if named:
+        why = check_mergekit_python(Path(named))
+        return (None, f"${MERGEKIT_PYTHON_ENV}: {why}") if why else (Path(named), "")
     venv = parity_venv()
     py = venv / "bin" / "python"
     marker = venv / ".branchmerge-ok"
     if marker.exists() and py.exists():
         return py, ""
+    if not install:
+        return None, f"no mergekit interpreter: set ${MERGEKIT_PYTHON_ENV} or create the parity venv {venv}"
     log = venv.parent / "install.log"
     venv.parent.mkdir(parents=True, exist_ok=True)
     steps = [
@@ -54,7 +84,7 @@ def mergekit_yaml(config: Path, out: Path, seed: int, extra: tuple[str, ...] = (
     """Run the ``mergekit-yaml`` CLI of the parity venv."""
     py, why = mergekit_python()
     assert py is not None, why
-    cmd = [str(py.parent / "mergekit-yaml"), str(config), str(out), "--random-seed", str(seed), *extra]
+    cmd = [str(py), "-m", "mergekit.scripts.run_yaml", str(config), str(out), "--random-seed", str(seed), *extra]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, f"mergekit-yaml failed:\n{res.stderr[-3000:]}"
 
