@@ -51,6 +51,11 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
     if quiet:
         quiet_third_parties()
+    elif not err.is_terminal:  # a log file or a pipe: no carriage-return progress bars from libraries either
+        import os
+
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
 
 def quiet_third_parties() -> None:

@@ -29,8 +29,10 @@ def check_hub(timeout: float = 3.0) -> bool:
     global _state
     if _state is not None:
         return _state
-    if any(_truthy(os.environ.get(v)) for v in OFFLINE_VARIABLES):
+    offline_set = [v for v in OFFLINE_VARIABLES if _truthy(os.environ.get(v))]
+    if offline_set:
         _state = False
+        log.warning("offline: %s is set; using local files and the Hugging Face cache only", offline_set[0])
     else:
         endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
         url = urlparse(endpoint)

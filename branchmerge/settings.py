@@ -368,7 +368,8 @@ def _cli_annotation(item: Declared) -> Any:
     if spec.argument:
         info = typer.Argument(help=help_text, show_default=False, metavar=metavar)
         return Annotated[tp if item.required else tp | None, info]
-    decls = [item.flag if tp is not bool else f"{item.flag}/--no-{item.flag[2:]}"]
+    negative = tp is bool and not item.flag.startswith("--no-")  # --no-think has no --no-no-think
+    decls = [f"{item.flag}/--no-{item.flag[2:]}" if negative else item.flag]
     if spec.short:
         decls.append(spec.short)
     info = typer.Option(*decls, help=help_text, show_default=False, metavar=None if tp is bool else metavar)
@@ -398,6 +399,13 @@ def command_class(cls: type) -> type:
 
         def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
             return super().parse_args(ctx, rewrite_aliases(args, self.hidden_aliases))
+
+        def get_params(self, ctx: Any) -> list[Any]:
+            params = super().get_params(ctx)
+            for param in params:  # help shows an argument's metavar (DIR, math|code), not Typer's "<str>"
+                if getattr(param, "param_type_name", "") == "argument":
+                    param.display_type_rich = lambda ctx: None
+            return params
 
     return AliasedCommand
 

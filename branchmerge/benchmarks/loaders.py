@@ -20,6 +20,7 @@ from typing import Any
 from branchmerge.benchmarks.registry import BenchSpec, get_spec
 from branchmerge.benchmarks.safe_pickle import UnsafePickleError, decode_test_cases
 from branchmerge.errors import UserError
+from branchmerge.network import check_hub
 from branchmerge.records import iter_rows, validate
 
 LCB_RELEASE_FILES = ["test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl", "test5.jsonl", "test6.jsonl"]
@@ -102,6 +103,7 @@ def _read_hub(spec: BenchSpec, opts: dict[str, Any]) -> tuple[list[dict[str, Any
     if not hub.get("path"):
         raise UserError(f"benchmark {spec.name} names no Hub dataset; pass --data with a local file")
     dataset_id, revision = hub["path"], str(hub.get("revision") or "main")
+    check_hub()  # once, within seconds: offline means the Hub cache only, no retry storms
     sha = _resolve_revision(dataset_id, revision)
     pinned = sha or revision
     import datasets

@@ -41,9 +41,7 @@ def _run(config: CurateConfig) -> None:
     from branchmerge.contracts import CurationStats
     from branchmerge.curate.pipeline import curate
     from branchmerge.errors import UserError
-    from branchmerge.network import check_hub
 
-    check_hub()  # once, within seconds: offline means local files and the cache, no retry storms
     out = curate(config)
     stats = CurationStats.read(out)
     if not stats.rows:  # a command that produced nothing does not exit 0

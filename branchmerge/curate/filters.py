@@ -9,6 +9,7 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from branchmerge.reasoning import THINK_CLOSE, THINK_OPEN, join_reasoning
@@ -71,7 +72,10 @@ class TokenLength:
         from transformers import AutoTokenizer
 
         from branchmerge.errors import UserError
+        from branchmerge.network import check_hub
 
+        if not Path(tokenizer_path).exists():
+            check_hub()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
         except Exception as exc:  # missing path, no network for a Hub id, broken files

@@ -25,7 +25,7 @@ from branchmerge.curate import dedup, filters
 from branchmerge.curate.adapters import AdapterContext, Item, adapt, choose_adapter
 from branchmerge.curate.config import CurateConfig
 from branchmerge.curate.decontam import build_index
-from branchmerge.curate.sources import Source, open_source
+from branchmerge.curate.sources import Source, check_source, open_source
 from branchmerge.curate.teachers import build_teacher, check_teacher_key
 from branchmerge.engines.base import Completion, Request
 from branchmerge.errors import UserError
@@ -91,6 +91,7 @@ class Curation:
     def run(self) -> Path:
         cfg = self.config
         check_teacher_key(cfg)  # before the output folder, the source download or any request
+        check_source(cfg.source)
         self.check_resume()
         with self.funnel.timed("source"):
             source, adapter, items = self.load_items()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from branchmerge.errors import UserError
+from branchmerge.network import check_hub
 from branchmerge.records import ROW_SUFFIXES, iter_rows
 
 LOCAL_SUFFIXES = ROW_SUFFIXES
@@ -44,6 +45,17 @@ def open_source(name: str, split: str = "train", subset: str | None = None, revi
     return _open_hub(name, split, subset, revision, streaming)
 
 
+def check_source(name: str) -> None:
+    """Refuse a local source that cannot be read (missing, empty, a folder without row files, a file whose
+    bytes are another format) before the output folder is claimed; a Hub id is checked when opened."""
+    path = Path(name).expanduser()
+    if path.exists():
+        for file in _local_files(path):
+            next(iter_rows(file, "--source"), None)
+    elif path.suffix.lower() in LOCAL_SUFFIXES or name.startswith((".", "/", "~")):
+        raise UserError(f"--source {name}: no such file or folder")
+
+
 def _local_files(path: Path) -> list[Path]:
     if path.is_file():
         if path.suffix.lower() not in LOCAL_SUFFIXES:
@@ -70,6 +82,7 @@ def _open_local(path: Path) -> Source:
 
 
 def _open_hub(name: str, split: str, subset: str | None, revision: str | None, streaming: bool) -> Source:
+    check_hub()  # once, within seconds: offline means the Hub cache only, no retry storms
     import datasets
 
     try:

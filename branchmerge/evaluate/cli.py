@@ -46,6 +46,7 @@ def _run(cfg: EvaluateConfig) -> None:
     from branchmerge.evaluate.run import RunOptions, cell, claim_bench, load_for, run_benchmark
     from branchmerge.network import check_hub
     from branchmerge.outdir import claim_parent
+    from branchmerge.records import iter_rows
 
     out = Path(cfg.out)
     specs = [spec for name in cfg.bench for spec in resolve(name)]
@@ -72,11 +73,14 @@ def _run(cfg: EvaluateConfig) -> None:
     ]
     # output folders and every benchmark's data first: a taken folder or a gated dataset fails before a large
     # model loads
+    for path in data_files.values():  # unreadable local data is refused before any folder is made
+        next(iter_rows(path, "--data"), None)
     if not cfg.rescore:
         claim_parent(out, "evaluation-bench")
         for spec, opts in zip(specs, runs):
             claim_bench(out / spec.name, opts)
-        check_hub()  # once, within seconds, before any dataset or model download
+        if cfg.engine != "openai" and not Path(cfg.model).exists():
+            check_hub()  # once, within seconds, before a model download (datasets check it themselves)
     problems = [None if cfg.rescore else load_for(spec, opts) for spec, opts in zip(specs, runs)]
     backend = None
     if not cfg.rescore:

@@ -29,10 +29,8 @@ accelerate launch --num_processes 8 -m branchmerge train code --hparams tinyr1 -
 
 def _run(config: TrainConfig) -> None:
     from branchmerge.console import result
-    from branchmerge.network import check_hub
     from branchmerge.train.run import train
 
-    check_hub()
     stats = train(config)
     if stats:
         result(f"{config.domain} branch -> {config.out}: {stats['steps']} step{'s' * (stats['steps'] != 1)}, "

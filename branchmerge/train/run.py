@@ -27,6 +27,7 @@ from branchmerge.atomic import temp_path, write_json, write_text
 from branchmerge.console import log, verbosity
 from branchmerge.contracts import CurationStats, TrainingStats
 from branchmerge.errors import UserError
+from branchmerge.network import check_hub
 from branchmerge.outdir import claim
 from branchmerge.train.card import training_card
 from branchmerge.train.config import OWN_PACKING, TrainConfig, sft_kwargs
@@ -57,6 +58,8 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
         log.info("%s already holds the finished run; nothing to do", out)
         return done
     settings = config.settings
+    if not Path(base).exists():
+        check_hub()  # once, within seconds: offline means the Hub cache only, no retry storms
     tokenizer, stop_ids = load_tokenizer(base)
     turn_ends = use_template(tokenizer, settings["chat_template"])
     chat = ChatFormat.for_tokenizer(tokenizer, [*stop_ids, *turn_ends])
