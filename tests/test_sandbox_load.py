@@ -6,6 +6,9 @@ time, and the test checks that they did, so the load was real."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +25,17 @@ def test_same_verdicts_with_every_core_busy():
     walls = [wall for _, wall, _ in loaded["busy_but_in_time"]]
     cpus = [cpu for _, _, cpu in loaded["busy_but_in_time"]]
     assert max(walls) > busy_limit > max(cpus), (walls, cpus)  # a wall-clock limit would have said time_limit
+
+
+@pytest.mark.slow
+def test_semantics_suite_rerun_with_both_cores_busy():
+    """The whole semantics suite (every verdict it asserts) again, while another process keeps every
+    core busy."""
+    root = Path(__file__).resolve().parents[1]
+    suite = Path(__file__).with_name("test_sandbox_semantics.py")
+    with cpu_hogs() as hogs:
+        proc = subprocess.run([sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider"],
+                              cwd=root, capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert all(h.is_alive() for h in hogs)  # the load lasted the whole run
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
