@@ -45,6 +45,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
 _CHECK_OPTIONS = ("float_rounding", "numeric_precision", "strict")
 _CACHE: dict[tuple[Any, ...], dict[str, Any]] = {}
 _CACHE_MAX = 200_000
+_EARLY_POOL_ROWS = 64  # a batch this big starts the math workers before its string work
 _POOLS: dict[tuple[int, float], Any] = {}
 _POOLS_LOCK = threading.Lock()
 # rules of a full check that decided (a verdict, cached); anything else is a time-out or a crash
@@ -142,10 +143,27 @@ def _prepare(domain: str, completion: Any, reference: Any, finish_reason: Any, o
     return _prepare_math(segment, reference, opts, quantities=domain == "science")
 
 
+_PREP_MEMO: dict[tuple[Any, ...], Prepared] = {}
+
+
 def _prepare_math(segment: str, reference: Any, opts: dict[str, Any], quantities: bool) -> Prepared:
     gold = _gold_text(reference)
     if gold is None:
         return Verdict("error", {"extracted": "", "gold": reference, "rule": "no_reference"})
+    # n samples (and curation's repeated closing lines) often end in the same answer segment:
+    # the string work below is a pure function of these, so it is done once per distinct key
+    key = (segment, gold, quantities, opts["gold_format"], opts["math_fallbacks"], *(opts[k] for k in _CHECK_OPTIONS))
+    done = _PREP_MEMO.get(key)
+    if done is None:
+        if len(_PREP_MEMO) >= _CACHE_MAX:
+            _PREP_MEMO.clear()
+        done = _PREP_MEMO[key] = _prepare_math_once(segment, gold, opts, quantities)
+    if isinstance(done, Verdict):
+        return Verdict(done.verdict, dict(done.detail))
+    return _MathJob(done.gold, done.pred, done.fmt, done.check, dict(done.detail))
+
+
+def _prepare_math_once(segment: str, gold: str, opts: dict[str, Any], quantities: bool) -> Prepared:
     gold = extract.reference_answer(gold)
     found = extract.math_answer(segment, opts["math_fallbacks"])
     detail: dict[str, Any] = {"extracted": found.text, "gold": gold, "extract_rule": found.rule}
@@ -235,9 +253,9 @@ def _run_math(jobs: list[_MathJob], opts: dict[str, Any], workers: int, progress
     return [_math_result(job, known[job.key], cached=unique.get(job.key) is not job) for job in jobs]
 
 
-def _map_checks(items: list[Any], timeout: float, workers: int, on_result: Callable[[int, Any], None]) -> list[Any]:
-    """Math checks on a kept-alive pool (one per (workers, timeout)); a second thread that finds
-    it busy gets a pool of its own for that batch."""
+def _pool(workers: int, timeout: float) -> Any:
+    """The kept-alive pool for (workers, timeout), started on first use. Starting it does not
+    wait: its workers import math-verify while the caller goes on with string work."""
     from branchmerge.verify.pool import WorkerPool
 
     key = (workers, timeout)
@@ -246,7 +264,15 @@ def _map_checks(items: list[Any], timeout: float, workers: int, on_result: Calla
             if not _POOLS:
                 atexit.register(close_pools)
             _POOLS[key] = WorkerPool("branchmerge.verify.grader:_check_item", workers, timeout)
-        pool = _POOLS[key]
+        return _POOLS[key]
+
+
+def _map_checks(items: list[Any], timeout: float, workers: int, on_result: Callable[[int, Any], None]) -> list[Any]:
+    """Math checks on a kept-alive pool (one per (workers, timeout)); a second thread that finds
+    it busy gets a pool of its own for that batch."""
+    from branchmerge.verify.pool import WorkerPool
+
+    pool = _pool(workers, timeout)
     if pool.lock.acquire(blocking=False):
         try:
             return pool.map(items, _lost, on_result)
@@ -302,6 +328,8 @@ def grade_rows(
         raise choice_error("domain", domain, DOMAINS)
     opts = _options(options)
     workers = workers if workers is not None else len(os.sched_getaffinity(0))
+    if workers > 0 and len(rows) >= _EARLY_POOL_ROWS and (domain or rows[0].get("domain")) in ("math", "science"):
+        _pool(workers, opts["timeout"])  # a big batch: workers start while the rows are prepared
     prepared = [
         _prepare(domain or row.get("domain"), row.get("completion"), row.get("reference"), row.get("finish_reason"), opts)
         for row in rows
