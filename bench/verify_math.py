@@ -1,13 +1,25 @@
 """Bench: our batch math verifier against a plain single-process math-verify loop, same pairs.
 
-Pairs: every MATH-500 gold answer with ``--samples`` R1-style completions, drawn the way a real
-n-sample evaluation looks: most samples give the gold answer, some spell it differently, and a
-share ``--wrong-rate`` is wrong (off by one, a changed digit, a stray term). Ours: ``grade_rows`` (answer-segment extraction, fast paths, (gold, answer)
-cache, process pool), started cold. Anchor: ``verify(parse("\\boxed{gold}"), parse(completion))``
-per pair, math-verify defaults. Prints pairs/s for both, the ratio and every disagreement, for a
-cold first batch and a warm second one.
+Two modes (``--mode``, default both):
 
-    python bench/verify_math.py [--data ../shared/benchmarks/math500.jsonl] [--limit 500] [--workers 2]
+- ``speed``: pairs shaped like curation (``--shape curation``, the default): thousands of mostly
+  distinct pairs, every MATH-500 gold with ``--samples`` R1-style completions, each with its own
+  reasoning of about ``--reasoning-chars`` characters (built from problem statements, so it holds
+  LaTeX and numbers like a real trace) closed by ``</think>``, then a short answer; most samples
+  give the gold, some spell it differently, a share ``--wrong-rate`` is wrong (off by one, a
+  changed digit, a stray term). ``--shape eval`` is the n-sample evaluation shape (short
+  completions, the same answer repeated). Ours: ``grade_rows`` (answer-segment extraction, fast
+  paths, (gold, answer) cache, process pool), started cold. Anchor: ``verify(parse(
+  "\\boxed{gold}"), parse(completion))`` per pair, math-verify defaults. Prints pairs/s for both,
+  the ratio and every disagreement, for a cold first batch and a warm second one.
+- ``peer``: the cases other projects publish as their own test suites (Math-Verify, lighteval,
+  open-r1; ``tests/data/verify/peer_suites.jsonl``) at default settings: agreement with their
+  labels for ours (each prediction after a closed ``</think>``, the gold reduced to a bare answer)
+  and for plain ``verify(parse(gold), parse(pred))`` (the suite's gold as written), side by side
+  with false positives and negatives, per suite, and every case where the two differ.
+
+    python bench/verify_math.py [--mode speed|peer|both] [--data ../shared/benchmarks/math500.jsonl]
+        [--limit 500] [--samples 4] [--reasoning-chars 4000] [--workers 2]
 """
 
 from __future__ import annotations
@@ -21,11 +33,24 @@ import time
 from pathlib import Path
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/benchmarks/math500.jsonl"
+PEER_DATA = Path(__file__).resolve().parents[1] / "tests/data/verify/peer_suites.jsonl"
 REASONING = "Let me set up the problem carefully and check each step before answering."
 
 
-def _completion(answer: str) -> str:
-    return f"<think>\n{REASONING}\n</think>\n\nThe final answer is $\\boxed{{{answer}}}$."
+def _completion(answer: str, reasoning: str = REASONING) -> str:
+    return f"<think>\n{reasoning}\n</think>\n\nThe final answer is $\\boxed{{{answer}}}$."
+
+
+def _reasoning(problems: list[str], rng: random.Random, chars: int) -> str:
+    """A distinct reasoning trace of about ``chars`` characters: problem statements (LaTeX,
+    numbers) and working lines, in a random order, as R1 traces restate and compute."""
+    parts, size, step = [], 0, 0
+    while size < chars:
+        step += 1
+        text = f"Step {step}: consider {rng.choice(problems)} So {rng.randint(2, 99)} + {rng.randint(2, 99)} gives a check."
+        parts.append(text.replace("\\boxed", "\\fbox"))
+        size += len(text) + 1
+    return "\n".join(parts)[:chars]
 
 
 def equivalents(gold: str) -> list[str]:
@@ -57,10 +82,12 @@ def wrongs(gold: str) -> list[str]:
 
 
 def build_pairs(
-    golds: list[str], samples: int, wrong_rate: float, seed: int = 0, respell_rate: float = 0.25
+    golds: list[str], samples: int, wrong_rate: float, seed: int = 0, respell_rate: float = 0.25,
+    problems: list[str] | None = None, reasoning_chars: int = 0,
 ) -> list[tuple[str, str]]:
     """``samples`` completions per gold, drawn with a fixed seed per problem: wrong with
-    probability ``wrong_rate``, else a re-spelled right answer with ``respell_rate``, else the gold."""
+    probability ``wrong_rate``, else a re-spelled right answer with ``respell_rate``, else the gold.
+    With ``problems`` and ``reasoning_chars``, each completion gets its own reasoning trace."""
     pairs = []
     for i, gold in enumerate(golds):
         rng = random.Random(seed * 1_000_003 + i)
@@ -73,7 +100,8 @@ def build_pairs(
                 answer = rng.choice(eq)
             else:
                 answer = gold
-            pairs.append((gold, _completion(answer)))
+            reasoning = _reasoning(problems, rng, reasoning_chars) if problems and reasoning_chars else REASONING
+            pairs.append((gold, _completion(answer, reasoning)))
     return pairs
 
 
@@ -92,26 +120,93 @@ def ours(pairs: list[tuple[str, str]], workers: int) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=("speed", "peer", "both"), default="both")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--peer-data", type=Path, default=PEER_DATA)
+    ap.add_argument("--shape", choices=("curation", "eval"), default="curation")
     ap.add_argument("--limit", type=int, default=500, help="problems to use")
-    ap.add_argument("--samples", type=int, default=8, help="completions per problem")
+    ap.add_argument("--samples", type=int, default=None, help="completions per problem (curation 4, eval 8)")
+    ap.add_argument("--reasoning-chars", type=int, default=4000,
+                    help="curation shape: characters of reasoning per completion (~1.1k tokens)")
     ap.add_argument("--wrong-rate", type=float, default=0.16,
                     help="share of wrong samples (0.16: R1-Distill-Qwen-1.5B scores 83.9 on MATH-500)")
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     args = ap.parse_args()
-    golds = [json.loads(line)["answer"] for line in args.data.open()][: args.limit]
-    pairs = build_pairs(golds, args.samples, args.wrong_rate)
-    print(f"{len(golds)} MATH-500 answers x {args.samples} completions ({args.wrong_rate:.0%} wrong) = "
-          f"{len(pairs)} pairs ({len(set(pairs))} distinct)")
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if args.mode in ("peer", "both"):
+        peer(args.peer_data, args.workers)
+    if args.mode in ("speed", "both"):
+        speed(args)
+
+
+def speed(args: argparse.Namespace) -> None:
+    records = [json.loads(line) for line in args.data.open()][: args.limit]
+    golds, problems = [r["answer"] for r in records], [r["problem"] for r in records]
+    curation = args.shape == "curation"
+    samples = args.samples or (4 if curation else 8)
+    extra = {"problems": problems, "reasoning_chars": args.reasoning_chars} if curation else {}
+    pairs = build_pairs(golds, samples, args.wrong_rate, **extra)
+    answers = {(g, c.rpartition("</think>")[2]) for g, c in pairs}
+    mean_chars = sum(len(c) for _, c in pairs) / len(pairs)
+    print(f"\n== speed ({args.shape} shape) ==\n{len(golds)} MATH-500 answers x {samples} completions "
+          f"({args.wrong_rate:.0%} wrong, {mean_chars:.0f} chars each) = {len(pairs)} pairs "
+          f"({len(set(pairs))} distinct, {len(answers)} distinct (gold, answer))")
     cold = measure(pairs, args.workers, "cold: fresh workers, empty caches")
     # A second batch (new draws, verdict cache emptied) in the same process: our workers are
     # kept alive with warm parsers, and the plain loop's process is just as warm.
     from branchmerge.verify.grader import _CACHE
 
     _CACHE.clear()
-    warm = measure(build_pairs(golds, args.samples, args.wrong_rate, seed=1), args.workers,
+    warm = measure(build_pairs(golds, samples, args.wrong_rate, seed=1, **extra), args.workers,
                    "warm: second batch, verdict cache emptied")
-    print(f"ratio: cold {cold:.1f}x, warm {warm:.1f}x")
+    print(f"ratio: cold {cold:.1f}x, warm {warm:.1f}x (load average now {os.getloadavg()[0]:.1f})")
+
+
+def peer(path: Path, workers: int) -> None:
+    """Agreement with other projects' own labels, ours and plain math-verify side by side."""
+    from math_verify import parse, verify
+
+    from branchmerge.verify import grade_rows
+
+    cases = [c for c in map(json.loads, path.open(encoding="utf-8")) if c["default_settings"]]
+    rows = [{"domain": c["domain"], "completion": f"<think>\n{REASONING}\n</think>\n\n{c['pred']}",
+             "reference": c["gold"]} for c in cases]
+    start = time.perf_counter()
+    graded = grade_rows(rows, workers=workers)
+    t_ours = time.perf_counter() - start
+    start = time.perf_counter()
+    plain = []
+    for c in cases:
+        try:
+            plain.append(bool(verify(parse(c["gold_raw"]), parse(c["pred"]))))
+        except Exception:  # a crash in the anchor is its verdict: not equal
+            plain.append(False)
+    t_plain = time.perf_counter() - start
+    ours = [r["verdict"] == "correct" for r in graded]
+    print(f"\n== peer suites ({path.name}: {len(cases)} cases at default settings) ==")
+    print(f"{'':26}{'cases':>6}{'ours':>16}{'FP':>4}{'FN':>4}{'math-verify':>18}{'FP':>4}{'FN':>4}")
+    groups = [("all", cases)] + [(f"  {s}", [c for c in cases if c["suite"] == s])
+                                 for s in sorted({c["suite"] for c in cases})]
+    groups += [(f"  split={s}", [c for c in cases if c["split"] == s]) for s in ("dev", "holdout")]
+    index = {c["id"]: i for i, c in enumerate(cases)}
+    for name, group in groups:
+        idx = [index[c["id"]] for c in group]
+        line = f"{name:26}{len(idx):>6}"
+        for got in (ours, plain):
+            agree = sum(got[i] == bool(cases[i]["expected"]) for i in idx)
+            fp = sum(got[i] and not cases[i]["expected"] for i in idx)
+            fn = sum(not got[i] and cases[i]["expected"] for i in idx)
+            line += f"{agree:>8} ({agree / len(idx):5.1%}){fp:>4}{fn:>4}"
+        print(line)
+    print(f"time: ours {t_ours:.2f} s ({workers} workers), plain {t_plain:.2f} s")
+    print("cases where ours and math-verify differ (label = the suite's expectation):")
+    for i, c in enumerate(cases):
+        if ours[i] != plain[i] or ours[i] != bool(c["expected"]):
+            d = graded[i]["verdict_detail"]
+            mark = "ours right" if ours[i] == bool(c["expected"]) else "OURS WRONG"
+            print(f"  [{mark}] {c['id']} label={c['expected']} ours={graded[i]['verdict']}"
+                  f" ({d.get('extract_rule', '')}/{d.get('rule')}: {str(d.get('extracted'))[:40]!r})"
+                  f" plain={int(plain[i])} gold={c['gold'][:40]!r} pred={c['pred'][-60:]!r}")
 
 
 def _workers_cpu() -> dict[int, float]:
