@@ -57,3 +57,28 @@ def test_report_numbers_match_the_summaries(demo):
             assert pass1 == pytest.approx(round(100 * summary["metrics"]["pass@1"], 1))
             assert str(round(summary["tokens"]["completion"]["mean"])) in cell
     assert "merged-arcee" in stdout and "report.html" in stdout
+
+
+def test_a_copied_run_folder_keeps_its_links_and_resumes(demo, tmp_path):
+    """Paths inside a run folder are relative: a moved copy reports the same merges and reruns nothing."""
+    import shutil
+
+    out, _ = demo
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(out, moved)
+    hidden = out.with_name("hidden-original")
+    out.rename(hidden)  # the original is gone while the copy is used: nothing may still point at it
+    try:
+        report = tmp_path / "moved-report"
+        proc = subprocess.run([sys.executable, "-m", "branchmerge", "report", str(moved / "eval"),
+                               *(str(p) for p in sorted((moved / "models").iterdir())), "-o", str(report)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        md = (report / "report.md").read_text()
+        assert "merged-arcee" in md.split("Merges versus their branches")[1]
+        rerun = subprocess.run([sys.executable, "-m", "branchmerge", "demo", "--out", str(moved), "--size", "tiny"],
+                               capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        assert rerun.stderr.count("skipped") >= 15  # every stage already done in the copy
+    finally:
+        hidden.rename(out)

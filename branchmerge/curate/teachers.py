@@ -33,7 +33,7 @@ def teacher_key(config: CurateConfig) -> str | None:
     if config.teacher in ENGINES:
         return needed_key(config.teacher, config.base_url, config.api_key_env)
     if config.teacher not in preset_table():
-        raise choice_error("teacher", config.teacher, ["replay", *ENGINES, *preset_table()])
+        raise choice_error("teacher", config.teacher, list(dict.fromkeys(["replay", *ENGINES, *preset_table()])))
     preset = load_preset(config.teacher, engine=config.engine, model=config.model, base_url=config.base_url,
                          api_key_env=config.api_key_env, **config.teacher_options)
     return needed_key(preset.engine, preset.options.get("base_url"), preset.options.get("api_key_env"))

@@ -55,7 +55,21 @@ class StagePlan:
 
 
 def plan_recipe(recipe: Recipe, app: Any) -> list[StagePlan]:
-    """One checked plan per stage; problems are collected, not raised, so all are shown at once."""
+    """One checked plan per stage; problems are collected, not raised, so all are shown at once.
+    The recipe's ``env`` applies while planning, as it will while the stages run."""
+    saved = {k: os.environ.get(k) for k in recipe.env}
+    os.environ.update(recipe.env)
+    try:
+        return _plan(recipe, app)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _plan(recipe: Recipe, app: Any) -> list[StagePlan]:
     from branchmerge.pipeline.runner import resolve_command
 
     plans: list[StagePlan] = []
