@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "branchmerge"
 LAYERS = {
     "foundation": {"errors", "atomic", "console", "records", "reasoning", "contracts", "settings", "cards", "outdir", "network",
                    "__init__"},
-    "services": {"engines", "sandbox", "verify", "benchmarks", "tiny"},
+    "services": {"engines", "sandbox", "verify", "benchmarks", "tiny", "executors"},
     "stages": {"curate", "train", "merge", "evaluate", "report"},
     "orchestration": {"pipeline", "cli", "__main__"},
 }

@@ -6,6 +6,13 @@ Transient faults (429, 5xx, time-outs, dropped connections, malformed bodies) ar
 exponential backoff and full jitter, honouring ``Retry-After``; other 4xx answers are permanent and
 are recorded as ``finish_reason="error"``. The API key is read from an environment variable and is
 never logged or written anywhere.
+
+A fleet: ``base_url`` may name several servers (a list, or URLs joined by commas), e.g. N replicas
+of ``vllm serve`` or SGLang. ``concurrency`` is then per server; each request goes to the server
+with the most free slots. A server whose requests fail ``fail_after`` times in a row (connection
+refused, 5xx, time-outs; a 429 only slows down) is taken out of rotation for ``cooldown_s``
+(doubling each time it trips again, up to ``max_cooldown_s``); after that one probe request
+decides whether it is back. When every server is out, requests wait for the first to come back.
 """
 
 from __future__ import annotations
@@ -37,9 +44,98 @@ class EngineError(UserError):
 
 
 class _Transient(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.status = status
+
+
+def split_urls(base_url: str | Sequence[str]) -> list[str]:
+    """One URL, URLs joined by commas, or a list of them -> the list, without trailing slashes."""
+    items = base_url.split(",") if isinstance(base_url, str) else [u for part in base_url for u in str(part).split(",")]
+    urls = [u.strip().rstrip("/") for u in items if u.strip()]
+    if not urls:
+        raise UserError("--base-url is empty: give a server URL, e.g. http://127.0.0.1:8000/v1")
+    if len(set(urls)) != len(urls):
+        raise UserError(f"--base-url names a server twice: {', '.join(urls)}")
+    return urls
+
+
+class Endpoint:
+    """One server of the fleet and what the engine knows about its health."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.in_flight = 0
+        self.failures = 0  # transient failures in a row
+        self.trips = 0  # times taken out of rotation
+        self.down_until: float | None = None  # out of rotation until then; afterwards one probe decides
+        self.requests = 0
+        self.errors = 0
+
+    def usable(self, now: float, concurrency: int) -> bool:
+        if self.down_until is None:
+            return self.in_flight < concurrency
+        return self.down_until <= now and self.in_flight == 0  # half-open: a single probe
+
+
+class Fleet:
+    """Picks a server for each request and takes failing ones out of rotation (thread-safe)."""
+
+    def __init__(self, urls: list[str], concurrency: int, fail_after: int = 3, cooldown_s: float = 5.0,
+                 max_cooldown_s: float = 120.0, clock: Any = time.monotonic) -> None:
+        self.endpoints = [Endpoint(u) for u in urls]
+        self.concurrency = max(1, concurrency)
+        self.fail_after = max(1, fail_after)
+        self.cooldown_s = cooldown_s
+        self.max_cooldown_s = max_cooldown_s
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._turn = 0
+
+    def acquire(self) -> Endpoint:
+        """The usable server with the fewest requests in flight; waits while none is usable."""
+        with self._cond:
+            while True:
+                now = self.clock()
+                free = [e for e in self.endpoints if e.usable(now, self.concurrency)]
+                if free:
+                    self._turn += 1
+                    n = len(self.endpoints)
+                    best = min(free, key=lambda e: (e.in_flight, (self.endpoints.index(e) - self._turn) % n))
+                    best.in_flight += 1
+                    best.requests += 1
+                    return best
+                ends = [e.down_until for e in self.endpoints if e.down_until is not None and e.down_until > now]
+                self._cond.wait(timeout=max(0.01, min(ends) - now) if ends else None)
+
+    def release(self, endpoint: Endpoint, healthy: bool | None) -> None:
+        """``healthy``: True (it answered), False (a transient failure), None (says nothing: a 429)."""
+        with self._cond:
+            endpoint.in_flight -= 1
+            if healthy:
+                if endpoint.down_until is not None:
+                    log.info("server %s is back in rotation", endpoint.url)
+                endpoint.failures, endpoint.trips, endpoint.down_until = 0, 0, None
+            elif healthy is False:
+                endpoint.errors += 1
+                endpoint.failures += 1
+                probing = endpoint.down_until is not None
+                if probing or endpoint.failures >= self.fail_after:
+                    wait = min(self.max_cooldown_s, self.cooldown_s * 2**endpoint.trips)
+                    endpoint.trips += 1
+                    endpoint.down_until = self.clock() + wait
+                    if len(self.endpoints) > 1:
+                        log.warning("server %s out of rotation for %.0fs after %d failure(s) in a row",
+                                    endpoint.url, wait, endpoint.failures)
+            elif endpoint.down_until is not None and endpoint.in_flight == 0:
+                endpoint.down_until = self.clock()  # the probe met a 429: alive, probe again
+            self._cond.notify_all()
+
+    def stats(self) -> list[dict[str, Any]]:
+        with self._cond:
+            return [{"url": e.url, "requests": e.requests, "transient_errors": e.errors, "times_out": e.trips,
+                     "in_rotation": e.down_until is None} for e in self.endpoints]
 
 
 class OpenAIEngine:
@@ -48,7 +144,7 @@ class OpenAIEngine:
     def __init__(
         self,
         model: str,
-        base_url: str = "https://api.openai.com/v1",
+        base_url: str | Sequence[str] = "https://api.openai.com/v1",
         api_key_env: str = "OPENAI_API_KEY",
         concurrency: int = 8,
         timeout_s: float = 600.0,
@@ -56,13 +152,22 @@ class OpenAIEngine:
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
         extra_body: dict[str, Any] | None = None,
+        fail_after: int = 3,
+        cooldown_s: float = 5.0,
+        max_cooldown_s: float = 120.0,
     ) -> None:
         import httpx
 
+        self._spec = {"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
+                      "timeout_s": timeout_s, "max_retries": max_retries, "backoff_s": backoff_s,
+                      "max_backoff_s": max_backoff_s, "extra_body": extra_body, "fail_after": fail_after,
+                      "cooldown_s": cooldown_s, "max_cooldown_s": max_cooldown_s}
         self.model = model
-        self.base_url = base_url.rstrip("/")
+        self.urls = split_urls(base_url)
+        self.base_url = ",".join(self.urls)
         self.api_key_env = api_key_env
         self.concurrency = max(1, concurrency)
+        self.fleet = Fleet(self.urls, self.concurrency, fail_after, cooldown_s, max_cooldown_s)
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -79,7 +184,8 @@ class OpenAIEngine:
         self._client = httpx.Client(
             headers=headers,
             timeout=httpx.Timeout(timeout_s, connect=min(30.0, timeout_s)),
-            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+            limits=httpx.Limits(max_connections=self.concurrency * len(self.urls),
+                                max_keepalive_connections=self.concurrency * len(self.urls)),
         )
         self._lock = threading.Lock()
         self.requests_made = 0
@@ -88,6 +194,10 @@ class OpenAIEngine:
         import httpx
 
         return {"engine": self.name, "model": self.model, "base_url": self.base_url, "httpx": httpx.__version__}
+
+    def spec(self) -> dict[str, Any]:
+        """The model and constructor options, to build the same engine elsewhere (a Ray worker)."""
+        return {"model": self.model, "options": dict(self._spec)}
 
     def generate(
         self,
@@ -99,7 +209,7 @@ class OpenAIEngine:
         work = pending(requests, params, skip)
         results = Delivered(on_complete)
         failures: list[str] = []
-        with progress() as bar, ThreadPoolExecutor(self.concurrency) as pool:
+        with progress() as bar, ThreadPoolExecutor(self.concurrency * len(self.urls)) as pool:
             task = bar.add_task(f"openai {self.model}", total=len(work))
             futures = {pool.submit(self._one, r, s, params): (r.id, s) for r, s in work}
             for future in as_completed(futures):
@@ -112,6 +222,9 @@ class OpenAIEngine:
                 else:
                     results.add(completion)
                 bar.advance(task)
+        if len(self.urls) > 1:
+            log.info("fleet: %s", "; ".join(f"{e['url']} {e['requests']} requests, {e['transient_errors']} "
+                                            f"transient errors" for e in self.fleet.stats()))
         if failures:
             raise EngineError(
                 f"{len(failures)} of {len(work)} request(s) failed after {self.max_retries} retries "
@@ -162,16 +275,30 @@ class OpenAIEngine:
         return body
 
     def _post(self, path: str, body: dict[str, Any], request_id: str, sample_idx: int) -> Completion:
+        endpoint = self.fleet.acquire()
+        healthy: bool | None = False
+        try:
+            completion = self._post_to(endpoint.url, path, body, request_id, sample_idx)
+            healthy = True
+            return completion
+        except _Transient as exc:
+            healthy = None if exc.status == 429 else False
+            raise
+        finally:
+            self.fleet.release(endpoint, healthy)
+
+    def _post_to(self, url: str, path: str, body: dict[str, Any], request_id: str, sample_idx: int) -> Completion:
         import httpx
 
         with self._lock:
             self.requests_made += 1
         try:
-            response = self._client.post(self.base_url + path, content=json.dumps(body))
+            response = self._client.post(url + path, content=json.dumps(body))
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from None
         if response.status_code in RETRY_STATUS:
-            raise _Transient(f"HTTP {response.status_code}", _retry_after(response.headers.get("Retry-After")))
+            raise _Transient(f"HTTP {response.status_code}", _retry_after(response.headers.get("Retry-After")),
+                             response.status_code)
         if response.status_code >= 400:
             # A permanent refusal (bad request, auth, context too long): record it, do not retry.
             return Completion.build(
@@ -212,8 +339,12 @@ def _retry_after(value: str | None) -> float | None:
     return min(600.0, max(0.0, when.timestamp() - time.time()))
 
 
-def is_loopback(url: str) -> bool:
-    host = urlparse(url).hostname or ""
+def is_loopback(url: str | Sequence[str]) -> bool:
+    """True when every server named (one URL, a list, or URLs joined by commas) is on loopback."""
+    urls = url.split(",") if isinstance(url, str) else list(url)
+    if len(urls) != 1:
+        return bool(urls) and all(is_loopback(u.strip()) for u in urls)
+    host = urlparse(urls[0].strip()).hostname or ""
     if host == "localhost":
         return True
     try:
