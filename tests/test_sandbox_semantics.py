@@ -222,3 +222,18 @@ def test_multiprocessing_pool_in_bwrap():
     code = "import multiprocessing as mp\ndef sq(x):\n    return x * x\nif __name__ == '__main__':\n    with mp.Pool(2) as p:\n        print(sum(p.map(sq, range(10))))\n"
     result = run(code, {"inputs": [""], "outputs": ["285"]}, Limits(timeout_s=5, tier="bwrap"))
     assert result.verdict == "accepted", result.stderr
+
+
+def test_comparison_work_is_bounded_by_the_expected_output():
+    """16 MB of one-character lines or tokens against a one-token answer: no million-object lists
+    in the supervisor (it compares for every worker at once)."""
+    import tracemalloc
+
+    for got in ("1\n" * 8_000_000, "1 " * 8_000_000):
+        tracemalloc.start()
+        try:
+            ok, _ = compare_stdio(got, "5\n")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert not ok and peak < 3 * len(got), peak
