@@ -121,3 +121,17 @@ def test_release_lcb_template_is_lmstyle_deepseekr1(starter):
         tail = ("Read the inputs from stdin solve the problem and write the answer to stdout (do not directly test on "
                 "the sample inputs). Enclose your code within delimiters as follows.\n```python\n# YOUR CODE HERE\n```\n\n")
     assert messages_for(spec.template, row) == [{"role": "user", "content": head + tail}]
+
+
+def test_release_grading_policies_take_the_last_answer_anywhere():
+    from branchmerge.verify import grade
+
+    math = with_template(get_spec("aime24"), "tinyr1_math").grader
+    unclosed = "<think>\nSo x = 4, and the answer is \\boxed{4}"  # no </think>: the release grades it anyway
+    assert grade("math", unclosed, "4", **math).verdict == "correct"
+    assert grade("math", unclosed, "4", **get_spec("aime24").grader).verdict == "truncated"  # ours does not
+    gpqa = with_template(get_spec("gpqa_diamond"), "tinyr1_gpqa").grader
+    said = "<think>B or D?</think>\nThe answer is \\boxed{B}, because D fails."
+    verdict = grade("science", said, GPQA_ROW["reference"], **gpqa)
+    assert verdict.verdict == "incorrect" and verdict.detail["extracted"] == "D"  # the release's last letter
+    assert verdict.detail["strict"]["extracted"] == "B"  # every reading is stored; regrading can pick another

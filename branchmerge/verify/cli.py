@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
+from branchmerge import settings
 from branchmerge.errors import UserError
-from branchmerge.records import iter_jsonl
+from branchmerge.executors import EXECUTORS
+from branchmerge.outdir import claim_file
+from branchmerge.records import iter_rows
+from branchmerge.settings import setting
+
+GOLD_FORMATS = ("auto", "int", "latex")
+SCIENCE_MODES = ("strict", "lenient")
+# Every graded row carries the verdict keys: a file whose first KiB has them is an earlier verify output.
+SIGNATURE_KEY = '"verdict_detail"'
 
 DOMAIN_CHOICES = ("math", "science", "code")
 HELP = """Grade completions: math, science or code.
@@ -22,54 +32,57 @@ Example, one pair (prints the verdict and why):
 Example, a file of rows (each with `completion` and `reference`; `finish_reason` optional), written back
 with `verdict` and `verdict_detail`, a summary on stderr:
 
-  branchmerge verify math runs/gen.jsonl --out runs/graded.jsonl --workers 2 --gold-format int
+  branchmerge verify math runs/gen.jsonl -o runs/graded.jsonl --workers 2 --gold-format int
+
+The file may be .jsonl, .json, .csv or .parquet. Exit 1 when no row could be graded.
 """
 
 
+@dataclass
+class VerifyConfig:
+    domain: str = setting(argument=True, choices=DOMAIN_CHOICES, help="math, science or code.")
+    in_path: Path | None = setting(None, argument=True, input=True,
+                                   help="File of generation rows to grade (.jsonl, .json, .csv, .parquet).")
+    out: Path | None = setting(None, short="-o", help="Where to write the graded rows (JSONL; replaces only an "
+                               "earlier verify output).")
+    gold: str | None = setting(None, help="Gold answer (pair mode).")
+    pred: str | None = setting(None, help="Completion to grade (pair mode).")
+    workers: int | None = setting(None, ge=1, help="Grading processes (default: CPUs).")
+    gold_format: str = setting("auto", choices=GOLD_FORMATS, help="Math gold: auto, int (AIME) or latex (MATH-500).")
+    science_mode: str = setting("strict", choices=SCIENCE_MODES, help="Which multiple-choice reading sets the verdict.")
+    timeout_s: float = setting(5.0, gt=0, aliases=("--timeout",), help="Seconds per math check.")
+    no_think: bool = setting(False, help="Grade text without any <think> block as all answer.")
+    as_json: bool = setting(False, flag="--json", help="Pair mode: print the verdict as JSON.")
+    executor: str = setting("local", choices=EXECUTORS, help="File mode: grade on this machine (local) or a Ray "
+                            "cluster (ray; pip install 'branchmerge[ray]').")
+    ray_address: str | None = setting(None, help="Ray cluster address (default: join this machine's cluster, else "
+                                      "start a local one).")
+
+    def __post_init__(self) -> None:
+        settings.validate(self)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("verify", help=HELP, no_args_is_help=True)(verify)
+    function, cls = settings.command(VerifyConfig, _run, config_option=False, what="verify")
+    app.command("verify", cls=cls, help=HELP, no_args_is_help=True)(function)
 
 
-def verify(
-    domain: Annotated[str, typer.Argument(help="math, science or code.")],
-    in_path: Annotated[Path | None, typer.Argument(help="JSONL of generation rows to grade.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Where to write the graded rows.")] = None,
-    gold: Annotated[str | None, typer.Option("--gold", help="Gold answer (pair mode).")] = None,
-    pred: Annotated[str | None, typer.Option("--pred", help="Completion to grade (pair mode).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Grading processes (default: CPUs).")] = None,
-    gold_format: Annotated[str, typer.Option(help="Math gold: auto, int (AIME) or latex (MATH-500).")] = "auto",
-    science_mode: Annotated[str, typer.Option(help="strict or lenient sets the verdict.")] = "strict",
-    timeout: Annotated[float, typer.Option(help="Seconds per math check.")] = 5.0,
-    no_think: Annotated[
-        bool, typer.Option("--no-think", help="Grade text without any <think> block as all answer.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Pair mode: print the verdict as JSON.")] = False,
-    executor: Annotated[str, typer.Option(help="File mode: grade on this machine (local) or a Ray cluster (ray; "
-                                          "pip install 'branchmerge[ray]').")] = "local",
-    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: join this machine's "
-                                                    "cluster, else start a local one).")] = None,
-) -> None:
-    from branchmerge.errors import choice_error
-    from branchmerge.executors import EXECUTORS
-
-    if domain not in DOMAIN_CHOICES:
-        raise choice_error("domain", domain, DOMAIN_CHOICES)
-    if executor not in EXECUTORS:
-        raise choice_error("executor", executor, EXECUTORS)
+def _run(cfg: VerifyConfig) -> None:
     options: dict[str, Any] = {
-        "gold_format": gold_format,
-        "science_mode": science_mode,
-        "timeout": timeout,
-        "require_think": not no_think,
+        "gold_format": cfg.gold_format,
+        "science_mode": cfg.science_mode,
+        "timeout": cfg.timeout_s,
+        "require_think": not cfg.no_think,
     }
-    if in_path is None:
-        _verify_pair(domain, gold, pred, options, as_json)
+    if cfg.in_path is None:
+        _verify_pair(cfg.domain, cfg.gold, cfg.pred, options, cfg.as_json)
         return
-    if gold is not None or pred is not None:
-        raise UserError("give either IN.jsonl --out OUT.jsonl, or --gold and --pred, not both")
-    if out is None:
-        raise UserError(f"missing --out: where should the graded rows of {in_path} go?")
-    _verify_file(domain, in_path, out, workers, options, executor, ray_address)
+    if cfg.gold is not None or cfg.pred is not None:
+        raise UserError("give either IN --out OUT.jsonl, or --gold and --pred, not both")
+    if cfg.out is None:
+        raise UserError(f"missing --out: where should the graded rows of {cfg.in_path} go?")
+    claim_file(cfg.out, SIGNATURE_KEY, "--out")  # a new file, or an earlier verify output: never the user's
+    _verify_file(cfg.domain, cfg.in_path, cfg.out, cfg.workers, options, cfg.executor, cfg.ray_address)
 
 
 def _verify_pair(domain: str, gold: str | None, pred: str | None, options: dict[str, Any], as_json: bool) -> None:
@@ -95,19 +108,16 @@ def _verify_pair(domain: str, gold: str | None, pred: str | None, options: dict[
 
 
 def _read_rows(path: Path) -> tuple[list[dict[str, Any] | None], list[dict[str, Any]], list[str]]:
-    """Every line's row (None where unreadable), the error rows, and the error messages."""
+    """Every row (None where unreadable), the error rows, and the error messages."""
     rows: list[dict[str, Any] | None] = []
     bad: list[dict[str, Any]] = []
     problems: list[str] = []
-    for lineno, row, why in iter_jsonl(path):
-        if why is None and not isinstance(row, dict):
-            why = f"expected a JSON object, got {type(row).__name__}"
+    for number, row, why in iter_rows(path, "IN"):
         if why is None and "completion" not in row:
             why = "no `completion` field"
         if why is not None:
-            problems.append(f"{path}:{lineno}: {why}")
-            base = row if isinstance(row, dict) else {}
-            bad.append({**base, "line": lineno, "verdict": "error",
+            problems.append(f"{path}:{number}: {why}")
+            bad.append({**(row or {}), "line": number, "verdict": "error",
                         "verdict_detail": {"extracted": "", "gold": None, "rule": "unreadable_row", "error": why}})
             rows.append(None)
         else:
@@ -123,6 +133,11 @@ def _verify_file(domain: str, in_path: Path, out_path: Path, workers: int | None
     from branchmerge.executors.work import grade
 
     rows, bad, problems = _read_rows(in_path)
+    if not rows:
+        raise UserError(f"{in_path}: holds no rows")
+    if len(problems) == len(rows):  # nothing gradable: no output, and not a success
+        raise UserError(f"{in_path}: no row could be graded, every row is unreadable ({problems[0]}); each row "
+                        "needs a `completion` and a `reference`", exit_code=1)
     for message in problems[:20]:
         err.print(f"[yellow]unreadable row[/] {message}; written as verdict 'error'", highlight=False)
     if len(problems) > 20:

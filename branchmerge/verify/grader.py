@@ -33,6 +33,9 @@ class Verdict:
 
 OPTION_DEFAULTS: dict[str, Any] = {
     "require_think": True,  # no </think> -> truncated; False: text without <think> is all answer
+    # after_think: grade the text after the last </think>; anywhere: the whole output, closed or not,
+    # truncated or not (the TinyR1 release's policy: its graders take the last answer anywhere)
+    "answer_region": "after_think",
     "gold_format": "auto",  # math: auto | int (AIME) | latex (MATH-500)
     "math_fallbacks": extract.MATH_RULES,  # the extraction rules tried after the last \boxed{}
     "timeout": 5.0,  # seconds of wall clock per math pair
@@ -43,6 +46,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "limits": None,  # code: a sandbox Limits (or a dict of its fields)
 }
 _CHECK_OPTIONS = ("float_rounding", "numeric_precision", "strict")
+ANSWER_REGIONS = ("after_think", "anywhere")
 _CACHE: dict[tuple[Any, ...], dict[str, Any]] = {}
 _CACHE_MAX = 200_000
 _EARLY_POOL_ROWS = 64  # a batch this big starts the math workers before its string work
@@ -57,6 +61,8 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise UserError(f"unknown verify option(s) {', '.join(unknown)}; valid: {', '.join(OPTION_DEFAULTS)}")
     merged = {**OPTION_DEFAULTS, **options}
+    if merged["answer_region"] not in ANSWER_REGIONS:
+        raise choice_error("answer region", merged["answer_region"], ANSWER_REGIONS)
     if merged["science_mode"] not in science.MODES:
         raise choice_error("science mode", merged["science_mode"], science.MODES)
     if merged["gold_format"] not in math_check.GOLD_FORMATS:
@@ -91,10 +97,13 @@ class _CodeJob:
 Prepared = Verdict | _MathJob | _CodeJob
 
 
-def answer_segment(completion: str, finish_reason: str, require_think: bool) -> tuple[str, Verdict | None]:
+def answer_segment(completion: str, finish_reason: str, require_think: bool,
+                   region: str = "after_think") -> tuple[str, Verdict | None]:
     """The text to grade, or the verdict that makes grading pointless (truncated, error)."""
     if finish_reason == "error":
         return "", Verdict("error", {"extracted": "", "rule": "generation_error"})
+    if region == "anywhere":
+        return completion.strip(), None
     if finish_reason == "length":
         return "", Verdict("truncated", {"extracted": "", "rule": "finish_length"})
     split = split_reasoning(completion)
@@ -129,7 +138,7 @@ def _prepare(domain: str, completion: Any, reference: Any, finish_reason: Any, o
     if letter:  # an AMC-style math answer "\text{(C)}": which option was chosen is the question
         reference = {"answer": letter, "letters": "".join(chr(c) for c in range(ord("A"), ord(max("E", letter)) + 1))}
     is_choice = letter is not None or (domain == "science" and science.is_choice(reference))
-    segment, early = answer_segment(completion, finish_reason or "stop", opts["require_think"])
+    segment, early = answer_segment(completion, finish_reason or "stop", opts["require_think"], opts["answer_region"])
     if early is not None:
         early.detail["gold"] = reference.get("answer") if isinstance(reference, dict) else reference
         if is_choice:

@@ -1,8 +1,9 @@
 """Science answers: multiple-choice letters (strict and lenient), option shuffles, quantities.
 
 GPQA scores swing by ~10 points with the extraction regex (reference/evaluation.md §1.4, §3 #12),
-so both modes are always computed and stored; ``science_mode`` only picks which one sets the
-row's verdict. Shuffles are a pure function of (problem id, sample index, seed) and the
+so every mode is always computed and stored; ``science_mode`` only picks which one sets the
+row's verdict. ``last_letter`` is the TinyR1 release's (SkyThought's ``get_multiple_choice_answer``):
+the last standalone option letter anywhere in the upper-cased text, whatever the text says of it. Shuffles are a pure function of (problem id, sample index, seed) and the
 permutation is stored in the shuffled reference, so any run can be regraded later (evalscope#1579).
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from branchmerge.verify.choice import choice_letter
 
-MODES = ("strict", "lenient")
+MODES = ("strict", "lenient", "last_letter")
 
 
 def is_choice(reference: Any) -> bool:
@@ -44,16 +45,23 @@ def grade_choice(segment: str, reference: dict[str, Any], mode: str) -> tuple[st
     options = reference.get("options") if isinstance(reference.get("options"), dict) else None
     detail: dict[str, Any] = {"gold": gold, "mode": mode}
     for name in MODES:
-        found = choice_letter(segment, letters, name, options)
-        if not found.text:
-            verdict = "unparsed"
+        if name == "last_letter":
+            text, rule = last_letter(segment, letters), "last_letter"
         else:
-            verdict = "correct" if found.text == gold else "incorrect"
-        detail[name] = {"extracted": found.text, "rule": found.rule, "verdict": verdict}
+            found = choice_letter(segment, letters, name, options)
+            text, rule = found.text, found.rule
+        verdict = "unparsed" if not text else "correct" if text == gold else "incorrect"
+        detail[name] = {"extracted": text, "rule": rule, "verdict": verdict}
     chosen = detail[mode]
     detail["extracted"] = chosen["extracted"]
     detail["rule"] = chosen["rule"]
     return chosen["verdict"], detail
+
+
+def last_letter(text: str, letters: str) -> str:
+    """The last standalone option letter of the upper-cased text ('' when none)."""
+    found = re.findall(rf"\b([{re.escape(letters)}])\b", text.upper())
+    return found[-1] if found else ""
 
 
 def mode_detail(verdict: str, rule: str) -> dict[str, Any]:
