@@ -165,3 +165,16 @@ def test_numpy_bernoulli_is_torchs_stream(dtype: torch.dtype) -> None:
         got = bernoulli_mask(b, float(prob[0]), n)
         assert torch.equal(got, expect), (dtype, p, n)
         assert torch.equal(torch.rand(700, generator=a), torch.rand(700, generator=b))  # same place in the stream
+
+
+def test_fusion_bf16_output_matches_the_float32_formula() -> None:
+    """bf16 in and out: the narrow in-place path gives the bits of mergekit's float32 formula."""
+    g = torch.Generator().manual_seed(8)
+    a = (torch.randn(700, 300, generator=g) * 0.02).bfloat16()
+    b = (a.float() + 0.004 * torch.randn(700, 300, generator=g)).bfloat16()
+    a[0, :4] = torch.tensor([0.0, -0.0, -0.0, 3.0])
+    b[0, :4] = torch.tensor([1e-3, 2.0, -0.0, 3.0])  # signed zeros on both sides of the mask
+    ours = METHODS["arcee_fusion"].kernel([a, b], 0, dict(METHODS["arcee_fusion"].shared), [{}, {}], Context(out_dtype=torch.bfloat16))
+    gen = torch.Generator()  # unused: 210k elements take the exact (unsampled) path
+    expect = _reference_fusion(a, b, gen, True).to(torch.bfloat16)
+    assert torch.equal(ours.view(torch.int16), expect.view(torch.int16))

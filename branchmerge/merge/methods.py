@@ -410,10 +410,19 @@ def arcee_fusion(ts: list[torch.Tensor], base: int | None, shared: dict, per: li
     out_dtype = ctx.out_dtype or torch.promote_types(left.dtype, torch.float32)
     out = torch.empty(left.shape, dtype=out_dtype, device=left.device)
     taken = 0
+    # mergekit: a + (b - a) * mask.float() in float32, then cast. For bf16 in and out the same
+    # bits come from bf16 ops on CPU: (b - a) is bf16 in both; times a bool mask is exact
+    # (x * 1 = x, x * 0 = signed zero, NaN stays NaN, as in float32); and a CPU bf16 add computes
+    # in float32 and rounds once to bf16, which is what the float32 sum cast to bf16 does.
+    narrow = out_dtype == left.dtype == right.dtype == torch.bfloat16 and left.device.type == "cpu"
     for rows in row_blocks(left):
         sel = imp[rows] > thr if variant == "paper" else imp[rows] >= thr
-        taken += int(sel.sum())
+        taken += int(torch.count_nonzero(sel))
         a = left[rows]
+        if narrow:
+            o = out[rows]
+            torch.sub(right[rows], a, out=o).mul_(sel).add_(a)
+            continue
         delta = (right[rows] - a) * sel.float()  # float32, as mergekit's float mask promotes
         out[rows] = delta.add_(a)
     ctx.stats["fraction_from_right"] = taken / max(1, left.numel())
