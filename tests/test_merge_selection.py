@@ -34,6 +34,9 @@ def _cases(g: torch.Generator) -> list[torch.Tensor]:
     out.append(torch.arange(4000.0) // 3)  # sorted runs (pivot choice on ordered data)
     out.append((torch.arange(4000.0) // 5).flip(0))
     out.append(torch.zeros(3000))  # every element tied
+    big = (torch.randn(300_000, generator=g) * 0.01).bfloat16()  # several index blocks per range
+    big[torch.rand(300_000, generator=g) < 0.3] = 0
+    out.append(big)
     return out
 
 

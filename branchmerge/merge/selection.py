@@ -101,6 +101,7 @@ def kth_largest(keys: torch.Tensor, k: int) -> int:
 
 
 _BLOCK = 1 << 16
+_INDEX_BLOCK = 1 << 20
 
 
 class _Stops:
@@ -178,12 +179,19 @@ def _chain(keys: torch.Tensor, k: int, cut: int) -> torch.Tensor | None:
     def composite(start: int, stop: int) -> torch.Tensor:
         """vals[start:stop] as key << 32 | index (top range only)."""
         out = vals[start:stop].to(torch.int64).bitwise_left_shift_(32)
-        out.add_(torch.arange(start, stop))
+        for s in range(start, stop, _INDEX_BLOCK):  # indices block by block: no 8-byte arange of the range
+            e = min(stop, s + _INDEX_BLOCK)
+            out[s - start : e - start].add_(torch.arange(s, e))
         if start <= 0 < stop and swap0:
             out[0 - start] = (out[0 - start] >> 32 << 32) | swap0
         if start <= swap0 < stop and swap0:
             out[swap0 - start] = out[swap0 - start] >> 32 << 32
         return out
+
+    def composite_at(pos: torch.Tensor) -> torch.Tensor:
+        """vals[pos] as key << 32 | index (top range only), for a few positions."""
+        index = torch.where(pos == 0, swap0, torch.where(pos == swap0, 0, pos)) if swap0 else pos
+        return vals[pos].to(torch.int64).bitwise_left_shift_(32).bitwise_or_(index)
 
     while True:
         size = vals.numel()
@@ -226,7 +234,7 @@ def _chain(keys: torch.Tensor, k: int, cut: int) -> torch.Tensor | None:
         if boundary <= cut_pos:
             new = vals[:cut_pos].clone() if not top else composite(0, cut_pos)
             if m:
-                src = body[r_last:][rsel] if not top else composite(r_last + 1, size)[rsel]
+                src = body[r_last:][rsel] if not top else composite_at(torch.nonzero(rsel).reshape(-1) + (r_last + 1))
                 new[1 : l_last + 2][lsel] = src.flip(0)
             if boundary == cut_pos:
                 vals, top = new, False
@@ -245,7 +253,7 @@ def _chain(keys: torch.Tensor, k: int, cut: int) -> torch.Tensor | None:
                 taken.append(ties_in(r_last + 1, size))
             new = vals[cut_pos:].clone() if not top else composite(cut_pos, size)
             if m:
-                src = body[: l_last + 1][lsel] if not top else composite(1, l_last + 2)[lsel]
+                src = body[: l_last + 1][lsel] if not top else composite_at(torch.nonzero(lsel).reshape(-1) + 1)
                 new[r_last + 1 - cut_pos :][rsel] = src.flip(0)
             first += cut_pos
         vals, top, swap0 = new, False, 0
