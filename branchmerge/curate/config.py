@@ -14,6 +14,7 @@ from typing import Any
 
 from branchmerge import settings
 from branchmerge.errors import UserError
+from branchmerge.executors import EXECUTORS
 from branchmerge.records import DOMAINS
 from branchmerge.settings import setting
 
@@ -70,6 +71,11 @@ class CurateConfig:
     seed: int = setting(0, help="Sampling seed.")
     # verification and filters
     workers: int | None = setting(None, help="Verification processes (default: all CPUs).", ge=1)
+    executor: str = setting("local", choices=EXECUTORS,
+                            help="Where generation and verification run: local, or ray (a Ray cluster; "
+                            "pip install 'branchmerge[ray]').")
+    ray_address: str | None = setting(None, help="Ray cluster address (default: join this machine's cluster, "
+                                      "else start a local one).")
     require_correct: bool = setting(True, help="Keep only verified-correct rows (--no-require-correct: keep "
                                     "rows whatever their verdict, or without tests; the other filters still apply).")
     source_verdict: str | None = setting(None, metavar="COLUMN",

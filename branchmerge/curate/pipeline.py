@@ -185,11 +185,16 @@ class Curation:
             store.append(row)
 
         requests = [Request(pid, messages=[{"role": "user", "content": p["prompt"]}]) for pid, p in problems.items()]
+        from branchmerge.engines.base import pending
+        from branchmerge.executors.work import distribute
+
+        engine = distribute(teacher.engine, self.executor) if pending(requests, teacher.params, done) else None
         try:
-            teacher.engine.generate(requests, teacher.params, on_complete=on_complete, skip=done)
+            if engine is not None:
+                engine.generate(requests, teacher.params, on_complete=on_complete, skip=done)
         finally:
             store.close()
-            close = getattr(teacher.engine, "close", None)
+            close = getattr(engine or teacher.engine, "close", None)
             if close is not None:
                 close()
         order = {pid: i for i, pid in enumerate(problems)}
@@ -206,8 +211,18 @@ class Curation:
         }
         return rows, teacher
 
+    @property
+    def executor(self) -> Any:
+        """Where generation and verification run (``--executor``), started on first use."""
+        if "executor" not in self.extra:
+            from branchmerge.executors import get_executor
+
+            self._executor = get_executor(self.config.executor, self.config.ray_address, self.config.workers)
+            self.extra["executor"] = self._executor.info()
+        return self._executor
+
     def verify(self, rows: list[dict[str, Any]], items: list[Item]) -> list[dict[str, Any]]:
-        from branchmerge.verify import grade_rows
+        from branchmerge.executors.work import grade
 
         store = RunStore(self.out / "verdicts", ("id", "sample_idx"), schema=None)
         store.open(resume=True)
@@ -215,12 +230,14 @@ class Curation:
             known = {(v["id"], v["sample_idx"]): v for v in store.rows()}
             pending = [r for r in rows if r.get("reference") is not None and (r["id"], r["sample_idx"]) not in known]
             batches = [pending[i : i + VERIFY_BATCH] for i in range(0, len(pending), VERIFY_BATCH)]
+            def keep(_: int, graded: dict[str, Any]) -> None:
+                verdict = {"id": graded["id"], "sample_idx": graded["sample_idx"], "verdict": graded["verdict"],
+                           "verdict_detail": graded["verdict_detail"]}
+                store.append(verdict)
+                known[(graded["id"], graded["sample_idx"])] = verdict
+
             for batch in track(batches, "verify", total=len(batches)) if batches else ():
-                for graded in grade_rows(batch, self.config.domain, workers=self.config.workers):
-                    verdict = {"id": graded["id"], "sample_idx": graded["sample_idx"], "verdict": graded["verdict"],
-                               "verdict_detail": graded["verdict_detail"]}
-                    store.append(verdict)
-                    known[(graded["id"], graded["sample_idx"])] = verdict
+                grade(self.executor, batch, self.config.domain, workers=self.config.workers, on_result=keep)
         finally:
             store.close()
         out = []

@@ -67,7 +67,7 @@ def _run(cfg: EvaluateConfig) -> None:
             max_tokens=cfg.max_tokens, seed=cfg.seed, limit=cfg.limit, data=data_files.get(spec.name),
             resume=cfg.resume, rescore=cfg.rescore, overwrite=cfg.overwrite, force_think=cfg.force_think,
             engine_options=engine_options, loader_options={"release": cfg.release, "date_window": cfg.date_window},
-            grade_workers=cfg.grade_workers,
+            grade_workers=cfg.grade_workers, executor=cfg.executor, ray_address=cfg.ray_address,
         )
         for spec in specs
     ]

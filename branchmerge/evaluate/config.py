@@ -11,6 +11,7 @@ from typing import Any
 
 from branchmerge import settings
 from branchmerge.errors import UserError
+from branchmerge.executors import EXECUTORS
 from branchmerge.settings import setting
 
 ENGINES = ("hf", "vllm", "openai")
@@ -53,6 +54,11 @@ class EvaluateConfig:
                                              "repeatable.")
     grade_workers: int | None = setting(None, flag="--workers", aliases=("--grade-workers",), ge=1,
                                         help="Grading processes (default: the grader's choice).")
+    executor: str = setting("local", choices=EXECUTORS,
+                            help="Where generation and grading run: local, or ray (a Ray cluster; "
+                            "pip install 'branchmerge[ray]').")
+    ray_address: str | None = setting(None, help="Ray cluster address (default: join this machine's cluster, "
+                                      "else start a local one).")
 
     def __post_init__(self) -> None:
         settings.validate(self)

@@ -47,6 +47,8 @@ class RunOptions:
     engine_options: dict[str, Any] = field(default_factory=dict)
     loader_options: dict[str, Any] = field(default_factory=dict)
     grade_workers: int | None = None
+    executor: str = "local"  # where generation and grading run: local or ray
+    ray_address: str | None = None
 
 
 def model_display_name(model: str) -> str:
@@ -202,7 +204,9 @@ def run_benchmark(
 
     try:
         if todo:
-            engine.generate(requests, params, on_complete=on_complete, skip=skip)
+            from branchmerge.executors.work import distribute
+
+            distribute(engine, _executor(opts, config)).generate(requests, params, on_complete=on_complete, skip=skip)
     finally:
         store.close()
     missing = {(u.problem["id"], u.sample_idx) for u in units} - store.keys()
@@ -218,11 +222,12 @@ def _finish(
     spec: BenchSpec, store: RunStore, bench_dir: Path, config: dict[str, Any], opts: RunOptions,
     keys: set[tuple[str, int]] | None = None,
 ) -> dict[str, Any]:
-    from branchmerge.verify import grade_rows
+    from branchmerge.executors.work import grade
 
     rows = [r for r in store.rows() if keys is None or (r["id"], r["sample_idx"]) in keys]
     grader_options = dict(spec.grader)
-    graded = grade_rows(rows, domain=spec.domain, workers=opts.grade_workers, progress=True, **grader_options)
+    graded = grade(_executor(opts, config), rows, domain=spec.domain, workers=opts.grade_workers,
+                   show_progress=True, **grader_options)
     graded.sort(key=lambda r: (str(r["id"]), r["sample_idx"]))
     versions = provenance.versions()
     config["grader"] = {"options": grader_options, **{k: versions[k] for k in provenance.GRADER_PACKAGES}}
@@ -333,6 +338,15 @@ def _check_resume(path: Path, config: dict[str, Any], resume: bool) -> None:
     if diffs:
         raise UserError(f"--resume: {path.parent} was made with different settings ({', '.join(diffs)}); "
                         "use a new --out directory, or the same settings")
+
+
+def _executor(opts: RunOptions, config: dict[str, Any]) -> Any:
+    """The run's executor (``--executor``); config.json records where the run ran."""
+    from branchmerge.executors import get_executor
+
+    executor = get_executor(opts.executor, opts.ray_address, opts.grade_workers)
+    config["executor"] = executor.info()
+    return executor
 
 
 def _now() -> str:

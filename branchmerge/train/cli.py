@@ -40,3 +40,6 @@ def _run(config: TrainConfig) -> None:
 def register(app: typer.Typer) -> None:
     function, cls = settings.command(TrainConfig, _run, config_option=False, what="training")
     app.command("train", cls=cls, help=HELP)(function)
+    from branchmerge.train.launch import register as register_launch
+
+    register_launch(app)
