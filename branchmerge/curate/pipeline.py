@@ -38,6 +38,9 @@ REJECTED_FIELDS = ("id", "sample_idx", "domain", "source", "stage", "reason", "d
                    "reasoning", "answer", "finish_reason", "verdict", "verdict_detail", "reference", "meta",
                    "model", "prompt_tokens", "completion_tokens")
 PERCENTILES = (10, 25, 50, 75, 90, 95, 99)
+# Kept rows whose byte length already proves they fit are not all tokenized for the card's statistics:
+# above this many, a fixed random sample of them is, and the statistics say they are estimated.
+LENGTH_SAMPLE = 512
 # Settings that decide what the stored completions are; a resumed run must keep them.
 RUN_IDENTITY = ("domain", "source", "split", "subset", "revision", "schema", "map", "prompt_template", "teacher",
                 "engine", "model", "n_samples", "temperature", "top_p", "max_new_tokens", "seed")
@@ -83,6 +86,7 @@ class Curation:
         self.extra: dict[str, Any] = {}
         self.counter: filters.TokenLength | None = None
         self.resumed = False
+        self.length_weights: dict[int, float] = {}  # row index -> rows it stands for (sampled statistics)
         if config.max_tokens_length and not config.student_tokenizer:
             raise UserError("--max-tokens-length needs --student-tokenizer (lengths are measured in the "
                             "student's tokens, after its chat template)")
@@ -93,6 +97,10 @@ class Curation:
         check_teacher_key(cfg)  # before the output folder, the source download or any request
         check_source(cfg.source)
         self.check_resume()
+        if cfg.student_tokenizer:  # loaded before the source and the teacher: a bad tokenizer fails first
+            with self.funnel.timed("startup"):
+                self.counter = filters.TokenLength(cfg.student_tokenizer)
+            self.extra["length_tokenizer"] = {"name": self.counter.name, "chat_template": self.counter.templated}
         with self.funnel.timed("source"):
             source, adapter, items = self.load_items()
         with self.funnel.timed("generate"):
@@ -113,7 +121,7 @@ class Curation:
         with self.funnel.timed("select"):
             rows = self.select(rows)
         with self.funnel.timed("length"):
-            rows = self.measure(rows)
+            rows = self.measure(rows, sample=LENGTH_SAMPLE)
         with self.funnel.timed("write"):
             self.write(rows, source, adapter, teacher)
         from branchmerge.curate.card import write_card
@@ -268,7 +276,6 @@ class Curation:
             out.append({**row, "verdict": "correct" if label else "incorrect", "verdict_detail": detail})
         return out
 
-
     def apply(self, name: str, rows: list[dict[str, Any]],
               check: Callable[[dict[str, Any]], tuple[str, str] | None]) -> list[dict[str, Any]]:
         kept, drops = [], []
@@ -308,9 +315,6 @@ class Curation:
         """
         cfg = self.config
         limit = cfg.max_tokens_length
-        if cfg.student_tokenizer:
-            self.counter = filters.TokenLength(cfg.student_tokenizer)
-            self.extra["length_tokenizer"] = {"name": self.counter.name, "chat_template": self.counter.templated}
         if not limit:
             self.funnel.stage("length", "completions", len(rows), len(rows), [])
             return rows
@@ -337,11 +341,21 @@ class Curation:
         for i, n in zip(unsure, self.counter.count_texts([texts[i] for i in unsure]), strict=True):
             rows[i] = {**rows[i], "num_tokens": n}
 
-    def measure(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Fill ``num_tokens`` (student tokens, chat template applied) where it is still missing."""
+    def measure(self, rows: list[dict[str, Any]], sample: int | None = None) -> list[dict[str, Any]]:
+        """Fill ``num_tokens`` (student tokens, chat template applied) where it is still missing.
+
+        With ``sample``, at most that many of the missing rows are counted, chosen at random with a
+        fixed seed; ``self.length_weights`` then gives each counted row the share of the uncounted rows
+        it stands for, so the card's statistics are an unbiased estimate, and labelled as one."""
         if self.counter is None:
             return rows
         todo = [i for i, r in enumerate(rows) if "num_tokens" not in r]
+        if sample is not None and len(todo) > sample:
+            import random
+
+            weight = len(todo) / sample
+            todo = sorted(random.Random(0).sample(todo, sample))
+            self.length_weights = {i: weight for i in todo}
         counts = self.counter.count([filters.messages(rows[i]) for i in todo])
         rows = list(rows)
         for i, n in zip(todo, counts, strict=True):
@@ -404,10 +418,17 @@ class Curation:
         data = [{**row, "messages": filters.messages(row)} for row in rows]
         write_parquet_dir(self.out / "data", "train", data)
         write_parquet_dir(self.out / "rejected", "rejected", self.funnel.rejected)
-        lengths = [r["num_tokens"] for r in rows if "num_tokens" in r]
+        counted = [i for i, r in enumerate(rows) if r.get("num_tokens") is not None]
+        lengths = [rows[i]["num_tokens"] for i in counted]
+        weights = [self.length_weights.get(i, 1.0) for i in counted]
         length_kind = "student tokens (chat template applied)" if lengths else "teacher completion tokens"
+        if self.length_weights:
+            length_kind += (f", estimated: {len(counted)} of {len(rows)} rows tokenized (every row near the limit, "
+                            f"and a fixed random sample of {len(self.length_weights)} of the rows whose byte "
+                            "length proves they fit)")
         if not lengths:
             lengths = [r["completion_tokens"] for r in rows if r.get("completion_tokens") is not None]
+            weights = [1.0] * len(lengths)
         stats = {
             "domain": cfg.domain,
             "rows": len(rows),
@@ -419,7 +440,7 @@ class Curation:
             "sampling": teacher.params.to_dict() if cfg.teacher != "replay" else None,
             "funnel": self.funnel.stages,
             "rejected": len(self.funnel.rejected),
-            "token_lengths": length_stats(lengths, length_kind),
+            "token_lengths": length_stats(lengths, length_kind, weights),
             "selection": {"select": cfg.select, "max_per_problem": cfg.max_per_problem},
             "warnings": self.warnings,
             "timings_s": {k: round(v, 3) for k, v in self.funnel.timings.items()},
@@ -464,19 +485,30 @@ def source_label_agreement(rows: list[dict[str, Any]], items: list[Item]) -> dic
     return dict(sorted(counts.items()))
 
 
-def length_stats(lengths: list[int], kind: str) -> dict[str, Any]:
+def length_stats(lengths: list[int], kind: str, weights: list[float] | None = None) -> dict[str, Any]:
+    """Mean, percentiles and histogram of token lengths; ``weights`` (rows each length stands for)
+    make them an estimate from a sample, with the counts in row units."""
     import numpy as np
 
     if not lengths:
         return {"measure": None, "count": 0}
-    values = np.asarray(lengths)
+    values = np.asarray(lengths, dtype=float)
+    w = np.ones_like(values) if weights is None else np.asarray(weights, dtype=float)
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(w[order]) / w.sum()
+
+    def percentile(p: float) -> float:
+        if weights is None:
+            return float(np.percentile(values, p))
+        return float(values[order][min(int(np.searchsorted(cumulative, p / 100)), len(values) - 1)])
+
     edges = np.histogram_bin_edges(values, bins=min(10, max(1, len(set(lengths)))))
-    hist, edges = np.histogram(values, bins=edges)
+    hist, edges = np.histogram(values, bins=edges, weights=w)
     return {
-        "measure": kind, "count": len(lengths), "mean": round(float(values.mean()), 1),
-        "min": int(values.min()), "max": int(values.max()), "total": int(values.sum()),
-        "percentiles": {f"p{p}": float(np.percentile(values, p)) for p in PERCENTILES},
-        "histogram": {"edges": [round(float(e), 1) for e in edges], "counts": hist.tolist()},
+        "measure": kind, "count": int(round(w.sum())), "mean": round(float(np.average(values, weights=w)), 1),
+        "min": int(values.min()), "max": int(values.max()), "total": int(round(float((values * w).sum()))),
+        "percentiles": {f"p{p}": percentile(p) for p in PERCENTILES},
+        "histogram": {"edges": [round(float(e), 1) for e in edges], "counts": [int(round(c)) for c in hist]},
     }
 
 
