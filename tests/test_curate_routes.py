@@ -243,3 +243,25 @@ def test_length_limit_with_first_selection_falls_back_to_the_next_sample(tmp_pat
     data = _rows(out, "data")
     assert [(r["id"][-1], r["sample_idx"]) for r in data] == [("0", 0), ("1", 1), ("2", 1), ("3", 0)]
     assert all(0 < r["num_tokens"] <= 400 for r in data)
+
+
+def test_token_statistics_of_a_large_run_are_a_labelled_estimate(tmp_path, monkeypatch):
+    """Rows whose byte length proves they fit are sampled for the card, not all tokenized; the same
+    rows are kept either way, and the statistics say they are estimated."""
+    import branchmerge.curate.pipeline as pipeline
+    from branchmerge.tiny import train_tokenizer
+
+    rows = openr1_rows(6)
+    src = write_jsonl(tmp_path / "openr1.jsonl", rows)
+    tok = tmp_path / "tok"
+    train_tokenizer([r["generations"][0] for r in rows], vocab_size=300).save_pretrained(tok)
+    config = dict(domain="math", source=str(src), decontam=[], select="first", student_tokenizer=str(tok),
+                  max_tokens_length=100_000)
+    exact = curate(CurateConfig(out=str(tmp_path / "exact"), **config))
+    monkeypatch.setattr(pipeline, "LENGTH_SAMPLE", 2)
+    sampled = curate(CurateConfig(out=str(tmp_path / "sampled"), **config))
+    assert [r["id"] for r in _rows(exact, "data")] == [r["id"] for r in _rows(sampled, "data")]
+    full, estimate = _stats(exact)["token_lengths"], _stats(sampled)["token_lengths"]
+    assert "estimated" not in full["measure"] and "estimated: 2 of" in estimate["measure"]
+    assert estimate["count"] == full["count"] == len(_rows(exact, "data"))
+    assert sum(1 for r in _rows(sampled, "data") if r["num_tokens"] is not None) == 2

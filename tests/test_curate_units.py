@@ -194,3 +194,16 @@ def test_token_length_uses_the_chat_template(tmp_path):
     [n] = counter.count([chat])
     assert counter.templated and n == len(tok.apply_chat_template(chat, tokenize=True)["input_ids"])
     assert adapters.last_boxed("a \\boxed{1} b \\boxed{x^{2}}") == "x^{2}"
+
+
+def test_weighted_length_statistics_equal_the_full_counts_they_stand_for():
+    """A counted row of weight w stands for w rows: the estimate equals the statistics of the expanded set."""
+    from branchmerge.curate.pipeline import length_stats
+
+    lengths, weights = [100, 200, 300, 4000], [3.0, 1.0, 2.0, 1.0]
+    expanded = [x for x, w in zip(lengths, weights, strict=True) for _ in range(int(w))]
+    estimate, full = length_stats(lengths, "tokens", weights), length_stats(expanded, "tokens")
+    assert estimate["count"] == full["count"] == 7
+    assert estimate["mean"] == full["mean"] and estimate["total"] == full["total"]
+    assert estimate["percentiles"]["p50"] == full["percentiles"]["p50"] == 200
+    assert sum(estimate["histogram"]["counts"]) == 7

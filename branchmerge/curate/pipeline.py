@@ -415,7 +415,8 @@ class Curation:
     # -- output ---------------------------------------------------------------------------------
     def write(self, rows: list[dict[str, Any]], source: Source, adapter: str, teacher: Any) -> None:
         cfg = self.config
-        data = [{**row, "messages": filters.messages(row)} for row in rows]
+        counted = {} if self.counter is None else {"num_tokens": None}  # a sampled run: null where not counted
+        data = [{**counted, **row, "messages": filters.messages(row)} for row in rows]
         write_parquet_dir(self.out / "data", "train", data)
         write_parquet_dir(self.out / "rejected", "rejected", self.funnel.rejected)
         counted = [i for i, r in enumerate(rows) if r.get("num_tokens") is not None]
