@@ -89,6 +89,7 @@ class VLLMEngine:
             options["max_model_len"] = max_model_len
         self.options = options
         self._llm: Any = None
+        self._tokenizer: Any = None
 
     @property
     def llm(self) -> Any:
@@ -98,15 +99,26 @@ class VLLMEngine:
 
     @property
     def tokenizer(self) -> Any:
-        return self.llm.get_tokenizer()
+        """The model's tokenizer; read without loading the model when the model is not loaded yet (a Ray
+        driver renders prompts with it while the replicas hold the model)."""
+        if self._llm is not None:
+            return self._llm.get_tokenizer()
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(
+                self.model, trust_remote_code=bool(self.options.get("trust_remote_code")))
+        return self._tokenizer
 
     @property
     def max_model_len(self) -> int:
         return self.llm.llm_engine.model_config.max_model_len
 
     def info(self) -> dict[str, Any]:
+        # max_model_len is vLLM's resolved value once the model is loaded, else what was asked for
+        max_len = self.max_model_len if self._llm is not None else self.options.get("max_model_len")
         return {"engine": self.name, "model": self.model, "vllm": self._vllm.__version__,
-                "max_model_len": self.max_model_len, "store_every": self.store_every}
+                "max_model_len": max_len, "store_every": self.store_every}
 
     def generate(
         self,
