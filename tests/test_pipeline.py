@@ -19,7 +19,7 @@ def test_tinyr1_dry_run_validates_and_prices_the_paper_pipeline():
     for stage in ("curate-math", "branch-code", "merge-math-science", "merge-final", "eval-merged", "report"):
         assert stage in result.output
     assert "--base /data/x/models/science --model /data/x/models/math" in result.output  # TinyR1's merge order
-    assert "accelerate launch --num_processes 32" in result.output
+    assert "branchmerge launch --machines 4 --gpus-per-machine 8 -- train math" in result.output
     recipe = load_recipe(builtin_recipe("tinyr1"))
     assert sum(s.estimate.get("gpu_hours", 0) for s in recipe.stages) > 500
     evals = {s.id: s.options for s in recipe.stages if s.command == ["evaluate"]}
