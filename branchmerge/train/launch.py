@@ -23,28 +23,35 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Annotated
 
 import typer
 
+from branchmerge import settings
 from branchmerge.errors import UserError
+from branchmerge.settings import setting
 
 DEFAULT_PORT = 29500
 
 
 @dataclass
 class Launch:
-    machines: int = 1
-    gpus_per_machine: int = 1  # processes per machine (one per GPU; CPU processes with cpu=True)
-    machine_rank: int = 0
-    main_address: str | None = None
-    main_port: int = DEFAULT_PORT
-    cpu: bool = False
-    zero3: bool = False
+    command: list[str] = setting(default_factory=list, argument=True,
+                                 help="The training command after --: train DOMAIN --data D ...")
+    machines: int = setting(1, ge=1, help="Machines (nodes) taking part.")
+    gpus_per_machine: int = setting(1, ge=1, help="Processes per machine: one per GPU.")
+    machine_rank: int | None = setting(None, ge=0, help="This machine's rank, 0..machines-1 (default: $NODE_RANK or "
+                                       "$SLURM_NODEID, else 0).")
+    main_address: str | None = setting(None, help="Address of the rank-0 machine (default: $MASTER_ADDR).")
+    main_port: int = setting(DEFAULT_PORT, ge=1, le=65535, help="Port the processes meet on.")
+    zero3: bool = setting(False, help="Add --set deepspeed=zero3 (DeepSpeed ZeRO-3) to the training command.")
+    cpu: bool = setting(False, help="Processes on the CPU (DDP over gloo), for a test run.")
+    dry_run: bool = setting(False, help="Print the command instead of running it.")
 
     def __post_init__(self) -> None:
-        if self.machines < 1 or self.gpus_per_machine < 1:
-            raise UserError("--machines and --gpus-per-machine must be >= 1")
+        settings.validate(self)
+        if self.machine_rank is None:
+            self.machine_rank = _env_int("NODE_RANK", "SLURM_NODEID")
+        self.main_address = self.main_address or os.environ.get("MASTER_ADDR")
         if not 0 <= self.machine_rank < self.machines:
             raise UserError(f"--machine-rank {self.machine_rank} is not in 0..{self.machines - 1}")
         if self.machines > 1 and not self.main_address:
@@ -103,35 +110,13 @@ def _env_int(*names: str) -> int:
     return 0
 
 
-def launch(
-    ctx: typer.Context,
-    machines: Annotated[int, typer.Option(help="Machines (nodes) taking part.")] = 1,
-    gpus_per_machine: Annotated[int, typer.Option(help="Processes per machine: one per GPU.")] = 1,
-    machine_rank: Annotated[int | None, typer.Option(help="This machine's rank, 0..machines-1 (default: "
-                                                     "$NODE_RANK or $SLURM_NODEID, else 0).")] = None,
-    main_address: Annotated[str | None, typer.Option(help="Address of the rank-0 machine (default: $MASTER_ADDR).")]
-    = None,
-    main_port: Annotated[int, typer.Option(help="Port the processes meet on.")] = DEFAULT_PORT,
-    zero3: Annotated[bool, typer.Option(help="Add --set deepspeed=zero3 (DeepSpeed ZeRO-3) to the training "
-                                        "command.")] = False,
-    cpu: Annotated[bool, typer.Option(help="Processes on the CPU (DDP over gloo), for a test run.")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Print the command instead of running it.")] = False,
-) -> None:
-    """Run `branchmerge train` on several GPUs or machines through `accelerate launch`.
-
-    Example (machine 0 of 4; run the same on each machine with its rank):
-    branchmerge launch --machines 4 --gpus-per-machine 8 --machine-rank 0 --main-address 10.0.0.1 --zero3
-    -- train math --hparams tinyr1 --data runs/curated/math --base Qwen/Qwen2.5-32B --out runs/math
-    """
+def _run(spec: Launch) -> None:
     from branchmerge.console import result
 
-    spec = Launch(machines, gpus_per_machine,
-                  _env_int("NODE_RANK", "SLURM_NODEID") if machine_rank is None else machine_rank,
-                  main_address or os.environ.get("MASTER_ADDR"), main_port, cpu, zero3)
     beside = os.path.join(os.path.dirname(sys.executable), "accelerate")  # this environment's, if PATH lacks it
     accelerate = "accelerate" if shutil.which("accelerate") else beside
-    cmd = launch_command(spec, list(ctx.args), accelerate)
-    if dry_run:
+    cmd = launch_command(spec, list(spec.command), accelerate)
+    if spec.dry_run:
         result(cmd.shell())
         return
     if not shutil.which(accelerate):
@@ -141,5 +126,15 @@ def launch(
         raise UserError(f"the launched training exited with status {code}", exit_code=code)
 
 
+HELP = """Run `branchmerge train` on several GPUs or machines through `accelerate launch`.
+
+Example (machine 0 of 4; run the same on each machine with its rank):
+
+  branchmerge launch --machines 4 --gpus-per-machine 8 --machine-rank 0 --main-address 10.0.0.1 --zero3
+  -- train math --hparams tinyr1 --data runs/curated/math --base Qwen/Qwen2.5-32B --out runs/math
+"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("launch", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(launch)
+    function, cls = settings.command(Launch, _run, config_option=False, what="launch")
+    app.command("launch", cls=cls, help=HELP)(function)
