@@ -368,7 +368,7 @@ def scratch_bytes(job: TensorJob, n_inputs: int, mode: str, method: str) -> int:
     n = _numel(job.shape)
     work = torch.empty((), dtype=job.work_dtype).element_size()
     out = torch.empty((), dtype=job.out_dtype).element_size()
-    extra = 12 if (method in ("ties",) and mode == "compat") else 4  # argsort values+indices vs masks
+    extra = 12 if (method in ("ties",) and mode == "compat") else 4  # selection's int64 partition keys vs masks
     return n * ((n_inputs + 1) * work + out + extra)
 
 

@@ -6,8 +6,10 @@ and a ``Context`` (mode, output dtype, random-number turn). It returns the merge
 output dtype.
 
 ``compat`` kernels follow mergekit 0.1.5's operation order exactly (working dtype, where the
-float32 upcasts happen, ``argsort`` top-k, the floor quantile rule, one random draw per tensor in
-sorted-name order), so the tensors come out bit-identical on the same CPU. Elementwise parts are
+float32 upcasts happen, the elements ``argsort`` top-k keeps, ties included, found by selection
+(``selection.topk_mask``), the floor quantile rule, one block of random draws per tensor in
+sorted-name order, DARE's Bernoulli stream drawn by ``rng.bernoulli_mask``), so the tensors come
+out bit-identical on the same CPU. Elementwise parts are
 computed in row blocks into the output buffer, which changes no bits but keeps float32 scratch
 to one block. ``fast`` kernels may differ where stated in ``FAST_DEVIATION``.
 """
