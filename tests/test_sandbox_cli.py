@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from branchmerge.cli import app, main
-from branchmerge.sandbox import cgroups, supervisor
+from branchmerge.sandbox import cgroups, session
 from tests.sandbox_helpers import cli_run
 
 AB = {"inputs": ["2 3\n"], "outputs": ["5\n"]}
@@ -65,7 +65,7 @@ def test_unsafe_tier_only_when_asked(tmp_path):
 
 
 def test_sandbox_failure_exits_three(tmp_path, monkeypatch):
-    monkeypatch.setattr(supervisor, "HARNESS", "raise SystemExit('harness broken')")
+    monkeypatch.setattr(session, "HARNESS", "raise SystemExit('harness broken')")
     rc, result = cli_run(tmp_path, "print(5)\n", AB)
     assert rc == 3 and result["verdict"] == "sandbox_error"
     assert "did not start" in result["detail"] and "harness broken" in result["stderr"]

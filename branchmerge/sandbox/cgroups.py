@@ -290,6 +290,14 @@ class Group:
             pass
         return 0.0
 
+    def usage_mb(self) -> float:
+        """All the memory charged to it now (processes, files, page cache); inf when unreadable."""
+        name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
+        try:
+            return int((self.dirs["memory"] / name).read_text()) / (1 << 20)
+        except (OSError, ValueError):
+            return float("inf")
+
     def shmem_mb(self) -> float:
         """Its tmpfs files, memfds and shared memory: what stays charged to it between tests is
         the files it wrote (its test processes, and their memfds, are gone by then)."""

@@ -1,10 +1,12 @@
 """The program that runs INSIDE the sandbox: it confines itself, compiles the solution once and
 forks one child per test.
 
-It is started as ``python -I -S -c <confine.py><this file>`` (so it needs nothing from the caller's
-file system) and talks to the supervisor on fds 0/1, which it moves out of the way before any
-untrusted code runs: the supervisor sends ``marshal`` data (it is trusted); the harness answers
-with plain length-prefixed byte fields (it is not, so the supervisor never unmarshals anything).
+It is started as ``python -I -S -c <confine.py><this file>``, or as the code object of that source
+(``session.BOOT``), so it needs nothing from the caller's file system, and talks to the supervisor
+on fds 0/1, which it moves out of the way before any untrusted code runs: the supervisor sends
+``marshal`` data (it is trusted): first the batch's settings (it confines itself on them), then the
+solution; the harness answers with plain length-prefixed byte fields (it is not, so the supervisor
+never unmarshals anything).
 
 It never decides a verdict and never sees expected outputs: per test it reports facts the
 solution cannot forge, because they come from the kernel or from this process, which the
@@ -476,7 +478,7 @@ def main():
     os.close(null)
     for fd in (proto_in, proto_out):
         os.set_inheritable(fd, False)
-    job = recv(proto_in)
+    job = recv(proto_in)  # the batch's settings: the sandbox may be started before its solution is known
     if job is None:
         return
     layers, abi, fprog = confine(job["confine"])
@@ -485,6 +487,10 @@ def main():
 
     builtins.exit = builtins.quit = sys.exit  # ``python -S`` has no site to define them
     sys.path.extend(job.get("site", []))
+    solution = recv(proto_in)  # code, mode, fn_name: read only once every layer is in place
+    if solution is None:
+        return
+    job.update(solution)
     ready = ["ready", sys.version.split()[0], abi, int(layers["seccomp"]), ",".join(layers["rlimits"]), layers["root"]]
     if job["language"] == "cpp":
         code_obj, error = compile_cpp(box, job["code"])

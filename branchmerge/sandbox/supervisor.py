@@ -1,6 +1,5 @@
-"""The trusted side: start one sandboxed harness per solution (in a cgroup of its own where the
-host allows one), feed it the tests one by one, judge what comes back (``judge``), and tear
-everything down.
+"""The trusted side: a sandboxed harness per solution (``session``, started ahead of time by
+``warm``), the tests fed to it one by one, what comes back judged (``judge``), everything torn down.
 
 A batch always gets one result per solution: whatever a solution does, its failure stays its own
 (``sandbox_error`` at worst), and a harness that cannot start is a ``sandbox_error``.
@@ -8,186 +7,37 @@ A batch always gets one result per solution: whatever a solution does, its failu
 
 from __future__ import annotations
 
-import marshal
 import os
-import select
-import signal
-import struct
-import subprocess
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 from branchmerge.errors import UserError, choice_error
-from branchmerge.sandbox import cgroups
 from branchmerge.sandbox.cases import Suite, parse_tests
-from branchmerge.sandbox.harness import READY_FIELDS, REPLY_FIELDS, wall_cap
+from branchmerge.sandbox.harness import REPLY_FIELDS, wall_cap
 from branchmerge.sandbox.judge import number, text, verdict
 from branchmerge.sandbox.results import LANGUAGES, Limits, Result, TestResult
-from branchmerge.sandbox.tiers import (
-    HARNESS_MB,
-    NAMESPACES,
-    SAFE_TIERS,
-    TIERS,
-    Interpreter,
-    Slot,
-    adopt_orphans,
-    interpreter,
-    kill_uid,
-    launch,
-    memory_backstop,
-    remove_tree,
-)
+from branchmerge.sandbox.session import EXCERPT, Session
+from branchmerge.sandbox.tiers import SAFE_TIERS, TIERS, Interpreter, interpreter
+from branchmerge.sandbox.warm import Launcher
 
-_HERE = Path(__file__).parent
-HARNESS = (_HERE / "confine.py").read_text() + "\n" + (_HERE / "harness.py").read_text()
 STARTUP_S = 20.0  # the harness must be up and the code compiled within this
 SLACK_S = 10.0  # beyond a test's wall-clock cap before the supervisor gives up on the harness
-EXCERPT = 2000
-# holds the sandbox back until the supervisor has put it into its cgroup, so nothing it forks
-# (bwrap's and unshare's own processes included) starts outside
-GATE = ["/bin/sh", "-c", 'read -r _ && exec "$@"', "sh"]
-
-
-class _Channel:
-    """To the harness: length-prefixed ``marshal`` (cheap to load in there). From it: a count and
-    length-prefixed byte fields, parsed defensively (the harness shares the solution's sandbox)."""
-
-    def __init__(self, proc: subprocess.Popen, cap: int) -> None:
-        self.proc, self.cap = proc, cap
-        self.fd = proc.stdout.fileno()
-        self.buf = b""
-
-    def send(self, message: dict) -> bool:
-        body = marshal.dumps(message, 4)  # format 4: readable by any Python 3 in the sandbox
-        try:
-            self.proc.stdin.write(struct.pack(">I", len(body)) + body)
-            self.proc.stdin.flush()
-            return True
-        except (BrokenPipeError, OSError):
-            return False
-
-    def _fill(self, n: int, deadline: float) -> bool | None:
-        """True when n bytes are buffered; False on EOF; None at the deadline."""
-        while len(self.buf) < n:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
-                return None
-            chunk = os.read(self.fd, 1 << 20)
-            if not chunk:
-                return False
-            self.buf += chunk
-        return True
-
-    def recv(self, names: tuple[str, ...], deadline: float) -> dict | str:
-        """{name: bytes}, or 'eof' / 'timeout' / 'oversized' / 'garbled'."""
-        got = self._fill(4, deadline)
-        if not got:
-            return "eof" if got is False else "timeout"
-        size = struct.unpack(">I", self.buf[:4])[0]
-        if size > self.cap:
-            return "oversized"
-        got = self._fill(4 + size, deadline)
-        if not got:
-            return "eof" if got is False else "timeout"
-        body, self.buf = memoryview(self.buf[4 : 4 + size]), self.buf[4 + size :]
-        fields, pos = [], 4
-        try:
-            count = struct.unpack(">I", body[:4])[0]
-            for _ in range(min(count, len(names) + 1)):
-                n = struct.unpack(">I", body[pos : pos + 4])[0]
-                fields.append(bytes(body[pos + 4 : pos + 4 + n]))
-                pos += 4 + n
-        except struct.error:
-            return "garbled"
-        if len(fields) != len(names) or count != len(names) or pos != size:
-            return "garbled"
-        return dict(zip(names, fields))
-
-
-class _Session:
-    """One harness process for one solution in one tier, in its own cgroup when there is one."""
-
-    def __init__(self, tier: str, py: Interpreter, uid: int | None, limits: Limits) -> None:
-        self.tier, self.uid, self.limits = tier, uid, limits
-        self.group, self.proc, self.plan = None, None, None
-        if uid is not None:
-            _adopt_orphans_once()
-        self.log = tempfile.TemporaryFile()
-        try:
-            if cgroups.hierarchy() is not None:
-                self.group = cgroups.Group.create((int(limits.memory_mb) + HARNESS_MB) << 20, int(limits.processes) + 8)
-            self.plan = launch(tier, py, uid, limits, cgroup=self.group is not None)
-            self.proc = subprocess.Popen(
-                (GATE if self.group else []) + self.plan.argv + [HARNESS],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self.log,
-                cwd=self.plan.cwd,
-                env=self.plan.env,
-                start_new_session=True,
-                **self.plan.popen,
-            )
-            if self.group:
-                self.group.attach(self.proc.pid)
-                self.proc.stdin.write(b"\n")
-        except OSError:
-            self.close()
-            raise
-        cap = 2 * int(limits.output_limit_kb) * 1024 + (1 << 20)
-        self.channel = _Channel(self.proc, cap)
-
-    def oom_kills(self) -> int:
-        return self.group.oom_kills() if self.group else 0
-
-    def harness_log(self) -> str:
-        self.log.seek(0)
-        return self.log.read()[-EXCERPT:].decode("utf-8", "replace")
-
-    def close(self) -> None:
-        """Kill everything of this sandbox, then remove its cgroup and scratch dir (in that order:
-        nothing may still be writing when the dir goes)."""
-        if self.proc is not None:
-            for stream in (self.proc.stdin, self.proc.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.proc.wait()
-        if self.group is not None:
-            self.group.release()
-        if self.uid is not None:
-            # a daemon that left the session survives without a pid namespace or cgroup; with
-            # either, the kernel is already killing everything inside and one sweep is enough
-            contained = "pid" in NAMESPACES[self.tier] or self.group is not None
-            kill_uid(self.uid, rounds=1 if contained else 50)
-        if self.plan is not None and self.plan.scratch:
-            try:
-                remove_tree(self.plan.scratch)
-            except OSError:
-                pass
-        self.log.close()
-
-
-@cache
-def _adopt_orphans_once() -> None:
-    adopt_orphans()
 
 
 def _execute(
-    code: str, suite: Suite, limits: Limits, tier: str, py: Interpreter, uid: int | None, language: str = "python"
+    code: str, suite: Suite, limits: Limits, tier: str, py: Interpreter, take: Callable[[], Session],
+    language: str = "python", retire: Callable[[Session], None] = Session.close,
 ) -> Result:
+    """One solution on a sandbox from ``take()`` (started ahead of time by a ``Launcher``, or just
+    now); ``retire`` tears it down (in the background with a ``Launcher``). ``time_s`` runs from
+    taking the sandbox to the verdict."""
     started = time.monotonic()
     result = Result("sandbox_error", [], "", tier, total=len(suite.cases), python=py.version)
     try:
-        session = _Session(tier, py, uid, limits)
+        session = take()
     except OSError as exc:
         result.detail = f"could not start the {tier} sandbox: {exc}"
         return result
@@ -198,31 +48,17 @@ def _execute(
     finally:
         if session.group is not None:
             result.cpu_s = round(session.group.cpu_s(), 4)
-        session.close()
         result.time_s = round(time.monotonic() - started, 4)
+        retire(session)
     if not result.cpu_s:
         result.cpu_s = round(sum(t.cpu_s for t in result.tests), 4)
     return result
 
 
-def _serve(session: _Session, code: str, suite: Suite, limits: Limits, language: str, result: Result) -> None:
-    job = {
-        "code": code,
-        "language": language,
-        "compile_timeout_s": float(limits.compile_timeout_s),
-        "mode": suite.mode,
-        "fn_name": suite.fn_name,
-        "timeout_s": float(limits.timeout_s),
-        "memory_mb": int(limits.memory_mb),
-        "rlimit_as": None if session.group else memory_backstop(limits),
-        "output_limit": int(limits.output_limit_kb) * 1024,
-        "confine": session.plan.confine,
-        "site": list(interpreter(limits.python).site),
-        "prelude": interpreter(limits.python).exports if limits.lcb_prelude else None,
-    }
-    sent = session.channel.send(job)
+def _serve(session: Session, code: str, suite: Suite, limits: Limits, language: str, result: Result) -> None:
+    sent = session.begin(code, suite.mode, suite.fn_name)
     startup = STARTUP_S + (float(limits.compile_timeout_s) if language == "cpp" else 0.0)
-    ready = session.channel.recv(READY_FIELDS, time.monotonic() + startup) if sent else "eof"
+    ready = session.ready(time.monotonic() + startup) if sent else "eof"
     if not isinstance(ready, dict) or ready["ready"] != b"ready":
         result.detail = f"the harness did not start ({ready if isinstance(ready, str) else 'garbled'})"
         result.stderr = session.harness_log()
@@ -247,18 +83,28 @@ def _serve(session: _Session, code: str, suite: Suite, limits: Limits, language:
     _run_cases(session, suite, limits, result)
 
 
-def _run_cases(session: _Session, suite: Suite, limits: Limits, result: Result) -> None:
+def _files_mb(session: Session, disk_mb: int) -> float:
+    """What the solution's files take (0.0 without a cgroup). The cgroup's whole usage, one number,
+    is read first: files are part of it, so a usage within the limit settles it without parsing
+    the (long) memory.stat after every test."""
+    if session.group is None or session.group.usage_mb() <= disk_mb:
+        return 0.0
+    return session.group.shmem_mb()
+
+
+def _run_cases(session: Session, suite: Suite, limits: Limits, result: Result) -> None:
     last_stderr = ""
+    ooms_before = session.oom_kills()  # one read per test: what one test ends with, the next starts with
     for index, case in enumerate(suite.cases):
-        ooms = session.oom_kills()
         sent = session.channel.send(case.send)
         deadline = time.monotonic() + wall_cap(float(limits.timeout_s)) + SLACK_S
         reply = session.channel.recv(REPLY_FIELDS, deadline) if sent else "eof"
-        ooms = session.oom_kills() - ooms
+        ooms_after = session.oom_kills()
+        ooms, ooms_before = ooms_after - ooms_before, ooms_after
         if isinstance(reply, dict):
             name, why = verdict(case, suite.mode, reply, limits, ooms)
-            files_mb = session.group.shmem_mb() if session.group else 0.0
-            if name == "accepted" and files_mb > int(limits.disk_mb):  # the landlock tier has no tmpfs to fill up
+            files_mb = _files_mb(session, int(limits.disk_mb)) if name == "accepted" else 0.0
+            if files_mb > int(limits.disk_mb):  # the landlock tier has no tmpfs to fill up
                 name, why = "runtime_error", f"its files take {files_mb:.0f} MB; the limit is {int(limits.disk_mb)} MB"
             test = TestResult(
                 name, number(reply["time_s"]), index, number(reply["cpu_s"]), number(reply["rss_kb"], int), why
@@ -310,13 +156,13 @@ def probe(tier: str, python: str | None = None) -> tuple[bool, str, dict]:
     safe = tier in SAFE_TIERS
     code, expected = (_PROBE + _PROBE_FILTER, "5\nheld\n") if safe else (_PROBE, "5\n")
     suite = parse_tests({"inputs": ["2 3\n"], "outputs": [expected]})
-    with Slot() as slot:
-        if tier == "landlock" and slot.uid is None:
-            from branchmerge.sandbox.confine import landlock_abi
+    if tier == "landlock" and os.geteuid() != 0:
+        from branchmerge.sandbox.confine import landlock_abi
 
-            if landlock_abi() < 6:
-                return False, "without root (a uid of its own) it needs Landlock ABI >= 6 to stop signals to your processes", {}
-        res = _execute(code, suite, Limits(timeout_s=10), tier, py, slot.uid)
+        if landlock_abi() < 6:
+            return False, "without root (a uid of its own) it needs Landlock ABI >= 6 to stop signals to your processes", {}
+    limits = Limits(timeout_s=10)
+    res = _execute(code, suite, limits, tier, py, partial(Session.start, tier, py, limits))
     if res.verdict != "accepted":
         why = "the seccomp filter does not hold" if "open" in str(res.tests[:1]) else res.detail
         return False, (why + " " + res.stderr.strip()).strip()[:300], res.layers
@@ -383,15 +229,17 @@ def run_many(
     tier = select_tier(limits)
     py = interpreter(limits.python)
 
-    def one(i: int) -> Result:
+    def one(launcher: Launcher, i: int) -> Result:
         try:
-            with Slot() as slot:
-                return _execute(jobs[i][0], suites[i], limits, tier, py, slot.uid, language)
+            return _execute(jobs[i][0], suites[i], limits, tier, py, launcher.take, language, launcher.retire)
         except Exception as exc:  # noqa: BLE001  (e.g. every uid busy: this job's error, not the batch's)
             return Result("sandbox_error", [], "", tier, total=len(suites[i].cases), python=py.version,
                           detail=f"supervisor error: {type(exc).__name__}: {exc}"[:300])  # fmt: skip
 
-    if len(jobs) == 1:
-        return [one(0)]
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        return list(pool.map(one, range(len(jobs))))
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    # the next solutions' sandboxes start while these run (``warm``): one ahead per worker
+    with Launcher(partial(Session.start, tier, py, limits, language), len(jobs), ahead=workers) as launcher:
+        if workers <= 1:
+            return [one(launcher, i) for i in range(len(jobs))]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(partial(one, launcher), range(len(jobs))))

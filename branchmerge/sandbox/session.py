@@ -1,0 +1,243 @@
+"""One sandboxed harness process for one solution: started, fed, and torn down.
+
+A session is started in two steps so the expensive part can happen before its solution is known
+(``warm``): ``Session.start`` takes a uid, a cgroup, starts the tier's sandbox held at a gate
+until it is inside the cgroup, hands it the harness (compiled once per interpreter, not parsed
+again by every sandbox) and the batch's settings, on which the harness confines itself and waits;
+``Session.begin`` then sends the one solution's code. Nothing untrusted runs before ``begin``, and
+the harness is fully confined before it reads a byte of it.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import select
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+from functools import cache
+from pathlib import Path
+
+from branchmerge.sandbox import cgroups
+from branchmerge.sandbox.harness import READY_FIELDS
+from branchmerge.sandbox.results import Limits
+from branchmerge.sandbox.tiers import (
+    ENV,
+    HARNESS_MB,
+    NAMESPACES,
+    Interpreter,
+    Slot,
+    adopt_orphans,
+    kill_uid,
+    launch,
+    memory_backstop,
+    remove_tree,
+)
+
+_HERE = Path(__file__).parent
+HARNESS = (_HERE / "confine.py").read_text() + "\n" + (_HERE / "harness.py").read_text()
+EXCERPT = 2000
+# holds the sandbox back until the supervisor has put it into its cgroup, so nothing it forks
+# (bwrap's and unshare's own processes included) starts outside
+GATE = ["/bin/sh", "-c", 'read -r _ && exec "$@"', "sh"]
+# what ``python -c`` runs in the sandbox: read the harness's code object (length-prefixed marshal,
+# made by this same interpreter) from the protocol pipe and run it as __main__
+BOOT = (
+    "import marshal, os\nn = int.from_bytes(os.read(0, 4), 'big')\nb = b''\n"
+    "while len(b) < n:\n    c = os.read(0, n - len(b))\n    if not c:\n        raise SystemExit(1)\n    b += c\n"
+    "exec(marshal.loads(b))\n"
+)
+_COMPILE = "import marshal, sys\nsys.stdout.buffer.write(marshal.dumps(compile(sys.stdin.read(), '<harness>', 'exec')))\n"
+
+
+@cache
+def compiled_harness(python: str, source: str) -> bytes | None:
+    """The harness as the sandbox's own interpreter compiles it (marshal is version-specific, so
+    the interpreter that will load it makes it). Parsing the harness costs each sandbox ~7 ms of
+    CPU; this is done once per supervisor. None if it fails (the source is sent then)."""
+    try:
+        out = subprocess.run(
+            [python, "-I", "-S", "-c", _COMPILE], input=source.encode(), capture_output=True, timeout=60, env=ENV,
+            check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def settings(limits: Limits, language: str, py: Interpreter, confine: dict, rlimit_as: int | None) -> dict:
+    """The harness's first message: everything it needs before any solution (the batch's limits
+    and its confinement), so a prepared sandbox can be fully confined while it waits."""
+    return {
+        "language": language,
+        "compile_timeout_s": float(limits.compile_timeout_s),
+        "timeout_s": float(limits.timeout_s),
+        "memory_mb": int(limits.memory_mb),
+        "rlimit_as": rlimit_as,
+        "output_limit": int(limits.output_limit_kb) * 1024,
+        "confine": confine,
+        "site": list(py.site),
+        "prelude": py.exports if limits.lcb_prelude else None,
+    }
+
+
+class Channel:
+    """To the harness: length-prefixed ``marshal`` (cheap to load in there). From it: a count and
+    length-prefixed byte fields, parsed defensively (the harness shares the solution's sandbox)."""
+
+    def __init__(self, proc: subprocess.Popen, cap: int) -> None:
+        self.proc, self.cap = proc, cap
+        self.fd = proc.stdout.fileno()
+        self.buf = b""
+
+    def send(self, message: dict) -> bool:
+        return self.send_raw(marshal.dumps(message, 4))  # format 4: readable by any Python 3 in the sandbox
+
+    def send_raw(self, body: bytes) -> bool:
+        try:
+            self.proc.stdin.write(struct.pack(">I", len(body)) + body)
+            self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def _fill(self, n: int, deadline: float) -> bool | None:
+        """True when n bytes are buffered; False on EOF; None at the deadline."""
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                return None
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def recv(self, names: tuple[str, ...], deadline: float) -> dict | str:
+        """{name: bytes}, or 'eof' / 'timeout' / 'oversized' / 'garbled'."""
+        got = self._fill(4, deadline)
+        if not got:
+            return "eof" if got is False else "timeout"
+        size = struct.unpack(">I", self.buf[:4])[0]
+        if size > self.cap:
+            return "oversized"
+        got = self._fill(4 + size, deadline)
+        if not got:
+            return "eof" if got is False else "timeout"
+        body, self.buf = memoryview(self.buf[4 : 4 + size]), self.buf[4 + size :]
+        fields, pos = [], 4
+        try:
+            count = struct.unpack(">I", body[:4])[0]
+            for _ in range(min(count, len(names) + 1)):
+                n = struct.unpack(">I", body[pos : pos + 4])[0]
+                fields.append(bytes(body[pos + 4 : pos + 4 + n]))
+                pos += 4 + n
+        except struct.error:
+            return "garbled"
+        if len(fields) != len(names) or count != len(names) or pos != size:
+            return "garbled"
+        return dict(zip(names, fields))
+
+
+class Session:
+    """One harness process for one solution in one tier, as a uid of its own (when we are root) and
+    in a cgroup of its own (when the host gives us one)."""
+
+    def __init__(self, tier: str, limits: Limits) -> None:
+        self.tier, self.limits = tier, limits
+        self.group, self.proc, self.plan, self.channel = None, None, None, None
+        self.slot, self.uid, self.sent = None, None, True
+        self.log = tempfile.TemporaryFile()
+        self.closed = False
+
+    @classmethod
+    def start(cls, tier: str, py: Interpreter, limits: Limits, language: str = "python") -> Session:
+        """Everything up to the solution: the sandbox runs, confined, waiting for its code. Raises
+        OSError (after cleaning up) when the sandbox cannot be started."""
+        self = cls(tier, limits)
+        try:
+            self.slot = Slot().__enter__()
+            self.uid = self.slot.uid
+            if self.uid is not None:
+                _adopt_orphans_once()
+            if cgroups.hierarchy() is not None:
+                self.group = cgroups.Group.create((int(limits.memory_mb) + HARNESS_MB) << 20, int(limits.processes) + 8)
+            self.plan = launch(tier, py, self.uid, limits, cgroup=self.group is not None)
+            code = compiled_harness(py.path, HARNESS)
+            self.proc = subprocess.Popen(
+                (GATE if self.group else []) + self.plan.argv + [BOOT if code else HARNESS],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.log,
+                cwd=self.plan.cwd,
+                env=self.plan.env,
+                start_new_session=True,
+                **self.plan.popen,
+            )
+            if self.group:
+                self.group.attach(self.proc.pid)
+                self.proc.stdin.write(b"\n")
+            self.channel = Channel(self.proc, 2 * int(limits.output_limit_kb) * 1024 + (1 << 20))
+            rlimit_as = None if self.group else memory_backstop(limits)
+            self.sent = (code is None or self.channel.send_raw(code)) and self.channel.send(
+                settings(limits, language, py, self.plan.confine, rlimit_as)
+            )
+        except (OSError, RuntimeError) as exc:
+            self.close()
+            raise OSError(str(exc)) from exc
+        return self
+
+    def begin(self, code: str, mode: str, fn_name: str | None) -> bool:
+        """Hand the waiting harness its solution. False if it is gone already."""
+        return self.sent and self.channel.send({"code": code, "mode": mode, "fn_name": fn_name})
+
+    def ready(self, deadline: float) -> dict | str:
+        return self.channel.recv(READY_FIELDS, deadline)
+
+    def oom_kills(self) -> int:
+        return self.group.oom_kills() if self.group else 0
+
+    def harness_log(self) -> str:
+        self.log.seek(0)
+        return self.log.read()[-EXCERPT:].decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Kill everything of this sandbox, then remove its cgroup and scratch dir (in that order:
+        nothing may still be writing when the dir goes), then give its uid back. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.proc is not None:
+            for stream in (self.proc.stdin, self.proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.proc.wait()
+        if self.group is not None:
+            self.group.release()
+        if self.uid is not None:
+            # a daemon that left the session survives without a pid namespace or cgroup; with
+            # either, the kernel is already killing everything inside and one sweep is enough
+            contained = "pid" in NAMESPACES[self.tier] or self.group is not None
+            kill_uid(self.uid, rounds=1 if contained else 50)
+        if self.plan is not None and self.plan.scratch:
+            try:
+                remove_tree(self.plan.scratch)
+            except OSError:
+                pass
+        self.log.close()
+        if self.slot is not None:
+            self.slot.__exit__(None, None, None)
+
+
+@cache
+def _adopt_orphans_once() -> None:
+    adopt_orphans()
