@@ -232,7 +232,7 @@ def _chain(keys: torch.Tensor, k: int, cut: int) -> torch.Tensor | None:
         lsel = stops._mask(0, l_last + 1, True)  # swapped left stops: all in body[:l_last + 1]
         rsel = stops._mask(r_last, size - 1, False)  # swapped right stops: all in body[r_last:]
         if boundary <= cut_pos:
-            new = vals[:cut_pos].clone() if not top else composite(0, cut_pos)
+            new = vals[:cut_pos] if not top else composite(0, cut_pos)  # below the top: our own copy, reused in place
             if m:
                 src = body[r_last:][rsel] if not top else composite_at(torch.nonzero(rsel).reshape(-1) + (r_last + 1))
                 new[1 : l_last + 2][lsel] = src.flip(0)
@@ -251,7 +251,7 @@ def _chain(keys: torch.Tensor, k: int, cut: int) -> torch.Tensor | None:
             taken.append(ties_in(l_last + 2, cut_pos))
             if cut >= piv_key and m:
                 taken.append(ties_in(r_last + 1, size))
-            new = vals[cut_pos:].clone() if not top else composite(cut_pos, size)
+            new = vals[cut_pos:] if not top else composite(cut_pos, size)
             if m:
                 src = body[: l_last + 1][lsel] if not top else composite_at(torch.nonzero(lsel).reshape(-1) + 1)
                 new[r_last + 1 - cut_pos :][rsel] = src.flip(0)
