@@ -27,6 +27,16 @@ def _cases(base: str, ft0: str, ft1: str) -> dict[str, dict]:
     return {
         "arcee_fusion": {"merge_method": "arcee_fusion", "base_model": base, "models": two, "dtype": "bfloat16", "out_dtype": "bfloat16"},
         "arcee_fusion_fp32work": {"merge_method": "arcee_fusion", "base_model": ft1, "models": [{"model": ft0}, {"model": ft1}], "dtype": "float32", "out_dtype": "bfloat16"},
+        # float32 importance: the sampled quartiles of the 4100x256 embedding depend on the draws;
+        # mergekit 0.1.5 ignores the parameter, and true is its rule (randint, with replacement)
+        "arcee_fusion_with_replacement": {
+            "merge_method": "arcee_fusion",
+            "base_model": ft1,
+            "models": [{"model": ft0}, {"model": ft1}],
+            "parameters": {"with_replacement": True},
+            "dtype": "float32",
+            "out_dtype": "bfloat16",
+        },
         "linear": {
             "merge_method": "linear",
             "models": [{"model": base, "parameters": {"weight": 0.2}}, {"model": ft0, "parameters": {"weight": 0.5}}, {"model": ft1, "parameters": {"weight": 0.3}}],
@@ -88,7 +98,7 @@ def _assert_identical(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Ten
 
 @pytest.mark.parametrize(
     "case",
-    ["arcee_fusion", "arcee_fusion_fp32work", "linear", "task_arithmetic", "ties", "ties_fp32_int8", "dare_ties", "dare_linear", "slerp", "model_stock"],
+    ["arcee_fusion", "arcee_fusion_fp32work", "arcee_fusion_with_replacement", "linear", "task_arithmetic", "ties", "ties_fp32_int8", "dare_ties", "dare_linear", "slerp", "model_stock"],
 )
 def test_bit_identical_to_mergekit(parity: dict, case: str) -> None:
     root = parity["root"]
@@ -99,6 +109,18 @@ def test_bit_identical_to_mergekit(parity: dict, case: str) -> None:
     assert len(stats["shards"]) > 1  # small shard size: the sharded writer and index were used
     index = json.loads((root / f"ours_{case}" / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"]) == set(ours)
+
+
+def test_fusion_without_replacement_is_not_mergekit_0_1_5(parity: dict) -> None:
+    """with_replacement: false is the TinyR1 release's rule (checked against its transcription in
+    test_merge_selection); on the sampled float32 tensor it picks other elements than 0.1.5."""
+    root = parity["root"]
+    raw = dict(parity["cases"]["arcee_fusion_with_replacement"]) | {"parameters": {"with_replacement": False}}
+    run_merge(parse_config(raw), root / "ours_without_replacement", Options(seed=SEED))
+    ours, theirs = load_dir(root / "ours_without_replacement"), load_dir(root / "mk_arcee_fusion_with_replacement")
+    assert not torch.equal(ours["model.embed_tokens.weight"].view(torch.int16), theirs["model.embed_tokens.weight"].view(torch.int16))
+    small = [n for n, t in ours.items() if t.numel() <= 1_000_000]  # unsampled tensors: no randomness at all
+    assert small and all(torch.equal(ours[n].view(torch.int16), theirs[n].view(torch.int16)) for n in small)
 
 
 def test_fusion_without_out_dtype_keeps_input_dtype(parity: dict, tmp_path: Path) -> None:
