@@ -119,6 +119,9 @@ class Fleet:
                 endpoint.failures, endpoint.trips, endpoint.down_until = 0, 0, None
             elif healthy is False:
                 endpoint.errors += 1
+                if endpoint.down_until is not None and endpoint.down_until > self.clock():
+                    self._cond.notify_all()  # sent before the server left the rotation: nothing new to learn
+                    return
                 endpoint.failures += 1
                 probing = endpoint.down_until is not None
                 if probing or endpoint.failures >= self.fail_after:
