@@ -15,7 +15,8 @@ import torch
 import yaml
 
 from branchmerge.merge.config import parse_config
-from branchmerge.merge.engine import Options, run_merge
+from branchmerge.merge.engine import run_merge
+from branchmerge.merge.options import Options
 from tests.merge_parity import load_dir, mergekit_batch, mergekit_python, mergekit_yaml, related_models
 
 SEED = 42

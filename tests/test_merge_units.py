@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from branchmerge.cli import app
 from branchmerge.errors import UserError
 from branchmerge.merge.config import evaluate, layer_t, parse_config
-from branchmerge.merge.engine import Options, run_merge
+from branchmerge.merge.engine import run_merge
 from branchmerge.merge.methods import METHODS, Context, fusion_threshold
+from branchmerge.merge.options import Options
 from branchmerge.merge.safetensors_io import SafetensorsModel, ShardWriter
 from tests.merge_parity import llama_config, load_dir, related_models, write_model
 

@@ -20,8 +20,9 @@ from branchmerge.merge.methods import FAST_DEVIATION
 
 if TYPE_CHECKING:
     from branchmerge.merge.config import MergeConfig
-    from branchmerge.merge.engine import Options, TensorJob
+    from branchmerge.merge.engine import TensorJob
     from branchmerge.merge.memory import MemorySampler
+    from branchmerge.merge.options import Options
 
 
 def merge_stats(cfg: MergeConfig, opts: Options, jobs: list[TensorJob], per_tensor: dict[str, dict[str, Any]],

@@ -1,6 +1,6 @@
 """``branchmerge merge``: a mergekit YAML config (or the two-model shorthand) into a model directory.
 
-The options are generated from ``MergeCommand``: how the merge runs (``engine.Options``) plus what is
+The options are generated from ``MergeCommand``: how the merge runs (``options.Options``) plus what is
 merged (a config file, or the shorthand) and where it goes.
 """
 
@@ -14,7 +14,7 @@ import typer
 
 from branchmerge import settings
 from branchmerge.errors import UserError
-from branchmerge.merge.engine import Options
+from branchmerge.merge.options import Options
 from branchmerge.settings import setting
 
 HELP = (

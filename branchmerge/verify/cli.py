@@ -16,9 +16,9 @@ from branchmerge.executors import EXECUTORS
 from branchmerge.outdir import claim_file
 from branchmerge.records import iter_rows
 from branchmerge.settings import setting
+from branchmerge.verify.science import MODES as SCIENCE_MODES
 
 GOLD_FORMATS = ("auto", "int", "latex")
-SCIENCE_MODES = ("strict", "lenient")
 # Every graded row carries the verdict keys: a file whose first KiB has them is an earlier verify output.
 SIGNATURE_KEY = '"verdict_detail"'
 
