@@ -216,6 +216,7 @@ class MergeStats(Contract):
     shards: list[str]
     time_s: float
     peak_memory: dict[str, Any] = {}
+    input_files_hashed: int | None = None  # this run; the other input files' sha256 came from the cache
     fast_mode_deviation: str | None = None
     fraction_from_right: dict[str, float] | None = None
     fraction_from_right_overall: float | None = None

@@ -16,6 +16,20 @@ TINY_CORPUS = [
 ] * 20
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """The sha256 cache (``branchmerge.filehash``) goes to a temporary folder, not the user's home."""
+    import os
+
+    before = os.environ.get("BRANCHMERGE_CACHE")
+    os.environ["BRANCHMERGE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("BRANCHMERGE_CACHE", None)
+    else:
+        os.environ["BRANCHMERGE_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny random Qwen2 model with a tokenizer trained on a small corpus (built once per session)."""

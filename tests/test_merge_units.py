@@ -183,6 +183,11 @@ def test_output_dir_contents_and_stats(models: list[Path], tmp_path: Path) -> No
     card = (out / "README.md").read_text()
     assert "arcee_fusion" in card and saved["inputs"][0]["sha256"][:16] in card
     assert not list(tmp_path.glob(".out.tmp*"))
+    # the same inputs again: their digests come from the sha256 cache, unchanged
+    run_merge(parse_config(raw), tmp_path / "again", Options(seed=0))
+    again = json.loads((tmp_path / "again" / "stats.json").read_text())
+    assert again["input_files_hashed"] == 0 and saved["input_files_hashed"] >= 0
+    assert [i["sha256"] for i in again["inputs"]] == [i["sha256"] for i in saved["inputs"]]
 
 
 def test_vocab_alignment_with_tokenizer_source(tmp_path: Path) -> None:
@@ -348,3 +353,18 @@ def test_cuda_matches_cpu_within_rounding(models: list[Path], tmp_path: Path) ->
     for name, t in cpu.items():  # masks may flip at the fence; each element is still base or right
         agree = (t == gpu[name]).float().mean().item()
         assert agree > 0.99, name
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("rows", [1, 2, 3, 5])
+def test_sum_rows_is_torch_sum_bit_for_bit(dtype: torch.dtype, rows: int) -> None:
+    from branchmerge.merge.methods import sum_rows
+
+    g = torch.Generator().manual_seed(rows)
+    special = torch.tensor([0.0, -0.0, 1.0, -1.0, float("inf"), float("-inf"), float("nan"), 1e-40, -3e38, 3e38, 65504.0])
+    pick = special[torch.randint(0, len(special), (rows, 200_000), generator=g)]
+    x = torch.where(torch.rand(rows, 200_000, generator=g) < 0.5, pick * torch.randn(rows, 200_000, generator=g), pick)
+    x = x.to(dtype)
+    x[:, :500] = -0.0  # all-negative-zero columns: torch's sum gives +0
+    bits = {2: torch.int16, 4: torch.int32}[x.element_size()]
+    assert torch.equal(sum_rows(x).view(bits), x.sum(dim=0).view(bits))

@@ -9,7 +9,6 @@ whose private tests go through the safe unpickler.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 from branchmerge.benchmarks.registry import BenchSpec, get_spec
 from branchmerge.benchmarks.safe_pickle import UnsafePickleError, decode_test_cases
 from branchmerge.errors import UserError
+from branchmerge.filehash import sha256_file
 from branchmerge.network import check_hub
 from branchmerge.records import iter_rows, validate
 
@@ -86,16 +86,8 @@ def _read_local(path: Path) -> tuple[list[dict[str, Any]], str, dict[str, Any]]:
         if why is not None:
             raise UserError(f"--data {path}: row {number}: {why}")
         rows.append(row)
-    digest = _file_sha256(path)
+    digest = sha256_file(path)
     return rows, f"{path.name}@{digest[:12]}", {"path": str(path.resolve()), "sha256": digest}
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_hub(spec: BenchSpec, opts: dict[str, Any]) -> tuple[list[dict[str, Any]], str, dict[str, Any]]:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 def merge_stats(cfg: MergeConfig, opts: Options, jobs: list[TensorJob], per_tensor: dict[str, dict[str, Any]],
                 shards: list[str], hashes: dict[str, str], elapsed: float, sampler: MemorySampler,
-                out_dir: Path) -> MergeStats:
+                out_dir: Path, hashed: int | None = None) -> MergeStats:
     peak = sampler.stop()
     if opts.device.startswith("cuda"):
         peak["cuda_max_allocated_bytes"] = int(torch.cuda.max_memory_allocated(opts.device))
@@ -42,7 +42,7 @@ def merge_stats(cfg: MergeConfig, opts: Options, jobs: list[TensorJob], per_tens
         method=cfg.method.name, mode=opts.mode, seed=opts.seed, device=opts.device, threads=opts.workers,
         config=cfg.raw, dtype=cfg.dtype, out_dtype=cfg.out_dtype, inputs=inputs, tensors=len(jobs),
         parameters=sum(sizes.values()), shards=shards, time_s=round(elapsed, 3), peak_memory=peak,
-        fast_mode_deviation=FAST_DEVIATION.get(cfg.method.name) if opts.mode == "fast" else None,
+        input_files_hashed=hashed, fast_mode_deviation=FAST_DEVIATION.get(cfg.method.name) if opts.mode == "fast" else None,
     )
     if cfg.method.name == "arcee_fusion":
         fractions = {k: v["fraction_from_right"] for k, v in sorted(per_tensor.items())}

@@ -10,10 +10,8 @@ order (``RngTurns``); fast mode gives every tensor its own stream seeded from (s
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
-import os
 import shutil
 import threading
 import time
@@ -27,6 +25,7 @@ import torch
 
 from branchmerge.atomic import temp_path, write_json, write_text
 from branchmerge.errors import UserError
+from branchmerge.filehash import sha256_files
 from branchmerge.merge.card import merge_card, merge_stats
 from branchmerge.merge.config import MergeConfig, resolve
 from branchmerge.merge.memory import MemorySampler
@@ -181,21 +180,11 @@ def _promote(dtypes: list[torch.dtype]) -> torch.dtype:
     return out
 
 
-def _hash_files(paths: list[Path], result: dict[str, str]) -> None:
-    """sha256 of each input file; files in parallel (hashlib drops the GIL), each read into one
-    reused 4 MiB buffer."""
-
-    def one(p: Path) -> None:
-        buf = bytearray(1 << 22)
-        view = memoryview(buf)
-        h = hashlib.sha256()
-        with open(p, "rb", buffering=0) as fh:
-            while got := fh.readinto(buf):
-                h.update(view[:got])
-        result[str(p)] = h.hexdigest()
-
-    with ThreadPoolExecutor(max_workers=max(1, min(len(paths), os.cpu_count() or 1)), thread_name_prefix="sha256") as pool:
-        list(pool.map(one, paths))
+def _hash_inputs(paths: list[Path], result: dict[str, str], counts: dict[str, int]) -> None:
+    """sha256 of each input file (unchanged files from the cache: see ``filehash``)."""
+    digests, hashed = sha256_files(paths)
+    result.update(digests)
+    counts["hashed"], counts["cached"] = hashed, len(paths) - hashed
 
 
 class _Runner:
@@ -283,7 +272,9 @@ def run_merge(cfg: MergeConfig, out_dir: str | Path, opts: Options, config_text:
     models = [SafetensorsModel(m.path) for m in cfg.models]
     jobs, maps = plan_merge(cfg, models, opts)
     hashes: dict[str, str] = {}
-    hasher = threading.Thread(target=_hash_files, args=([f for sm in models for f in sm.files], hashes), daemon=True)
+    hash_counts: dict[str, int] = {}
+    hasher = threading.Thread(target=_hash_inputs, args=([f for sm in models for f in sm.files], hashes, hash_counts),
+                              daemon=True)
     hasher.start()
     out_dir = Path(out_dir)
     with temp_path(out_dir) as tmp:
@@ -297,7 +288,8 @@ def run_merge(cfg: MergeConfig, out_dir: str | Path, opts: Options, config_text:
         hasher.join()
         elapsed = time.time() - started
         _copy_side_files(cfg, tmp, jobs, maps)
-        stats = merge_stats(cfg, opts, jobs, runner.tensor_stats, shard_names, hashes, elapsed, sampler, out_dir)
+        stats = merge_stats(cfg, opts, jobs, runner.tensor_stats, shard_names, hashes, elapsed, sampler, out_dir,
+                            hash_counts.get("hashed"))
         stats.write(tmp / stats.FILE)
         write_text(tmp / "README.md", merge_card(cfg, stats))
         if config_text is not None:

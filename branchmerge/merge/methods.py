@@ -256,10 +256,28 @@ def _bernoulli_mask(delta: torch.Tensor, density: float, gen: torch.Generator) -
     return keep
 
 
+def sum_rows(x: torch.Tensor) -> torch.Tensor:
+    """``x.sum(dim=0)`` for a few rows, bit for bit, in a third of the time for 16-bit floats on CPU.
+
+    torch reduces 16-bit floats over dim 0 with a float32 accumulator that starts at +0 and adds
+    the rows in order, rounding once at the end; its outer-dimension kernel is slow, so the same
+    float32 adds are done here row by row. Only NaN payloads could come out differently (they
+    depend on the kernel's vector width), so a block with any NaN is summed by torch itself.
+    """
+    if x.device.type != "cpu" or x.dtype not in (torch.bfloat16, torch.float16) or x.shape[0] > 16:
+        return x.sum(dim=0)
+    acc = torch.zeros(x.shape[1:], dtype=torch.float32)
+    for row in x:
+        acc.add_(row)
+    if bool(acc.sum().isnan()):  # a NaN anywhere (or inf - inf in this check: then torch is merely asked too)
+        return x.sum(dim=0)
+    return acc.to(x.dtype)
+
+
 def _sign_consensus(deltas: torch.Tensor, mask_dtype: torch.dtype) -> torch.Tensor:
     """TIES sign election: per element, the sign of the summed (weighted) deltas; >= 0 counts as +."""
     sign = deltas.sign().to(mask_dtype)
-    majority = (deltas.sum(dim=0) >= 0).to(mask_dtype) * 2 - 1
+    majority = (sum_rows(deltas) >= 0).to(mask_dtype) * 2 - 1
     return sign == majority
 
 
@@ -304,11 +322,11 @@ def _task_arithmetic_kernel(sparsify: str | None, consensus: bool) -> Kernel:
             d = flat[:, cols] * w2
             if consensus:
                 mask = _sign_consensus(d, torch.int8 if shared["int8_mask"] else b.dtype)
-                mixed = (d * mask).sum(dim=0)
-                divisor = (w2 * mask).sum(dim=0)
+                mixed = sum_rows(d * mask)
+                divisor = sum_rows(w2 * mask)
                 divisor[divisor == 0] = 1
             else:
-                mixed = d.sum(dim=0)
+                mixed = sum_rows(d)
                 divisor = w2.sum(dim=0)
                 divisor[divisor.abs() < 1e-8] = 1
             if shared["normalize"]:
