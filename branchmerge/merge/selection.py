@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
 _LEAF = 16  # libstdc++ _S_threshold
@@ -44,7 +45,6 @@ def order_statistics(flat: torch.Tensor, positions: torch.Tensor) -> torch.Tenso
         k = torch.searchsorted(cum, positions, right=True)
         out = torch.where(k >= 0x8000, k - 0x8000, 0xFFFF - k)
         return torch.where(out >= 0x8000, out - 0x10000, out).to(torch.int16).view(flat.dtype)
-    import numpy as np
 
     pos = positions.tolist()
     part = np.partition(flat.numpy(), pos)
@@ -54,15 +54,19 @@ def order_statistics(flat: torch.Tensor, positions: torch.Tensor) -> torch.Tenso
 def magnitude_keys(delta: torch.Tensor) -> torch.Tensor | None:
     """Flat integer keys of ``|delta|`` that order like ``|delta|.float()``; None if there are NaNs.
 
-    Non-negative IEEE floats order like their bit patterns (``abs`` clears the sign of -0.0).
+    Non-negative IEEE floats order like their bit patterns (``abs`` clears the sign of -0.0), and
+    a NaN's pattern is above infinity's, so one integer max finds them.
     float64 is rounded to float32 first, as the sort this stands in for compares float32 copies.
     """
     w = delta.abs().reshape(-1)
     if w.dtype == torch.float64:
         w = w.float()
-    if w.numel() and bool(torch.isnan(w).any()):
+    int_type = {2: torch.int16, 4: torch.int32}[w.element_size()]
+    keys = w.view(int_type)
+    inf = torch.tensor(float("inf"), dtype=w.dtype).view(int_type)
+    if keys.numel() and bool(keys.max() > inf):
         return None
-    return w.view({2: torch.int16, 4: torch.int32}[w.element_size()])
+    return keys
 
 
 def topk_mask(keys: torch.Tensor, k: int) -> torch.Tensor | None:
@@ -95,41 +99,43 @@ def kth_largest(keys: torch.Tensor, k: int) -> int:
         counts = torch.bincount(keys, minlength=1 << 15)  # keys are >= 0
         above = torch.cumsum(counts.flip(0), 0)  # elements >= each value, largest value first
         return (1 << 15) - 1 - int(torch.searchsorted(above, k))
-    import numpy as np
 
     return int(np.partition(keys.numpy(), n - k)[n - k])
 
 
 _BLOCK = 1 << 16
-_INDEX_BLOCK = 1 << 20
 
 
 class _Stops:
-    """Counts of the Hoare scans' stop elements in a range, for locating the i-th one quickly."""
+    """Counts of the Hoare scans' stop elements in a range, for locating the i-th one quickly.
+
+    numpy on the range's memory (no copy): its compares, counts and ``flatnonzero`` are 2-3x
+    faster than torch's on one core, and the merge runs one tensor per core anyway."""
 
     def __init__(self, body: torch.Tensor, lo: int, hi: int) -> None:
-        n = body.numel()
-        self.body, self.lo, self.hi = body, lo, hi
+        self.body = body.numpy()
+        n = self.body.size
+        self.lo, self.hi = lo, hi
         self.step = max(_BLOCK, -(-n // 64))
-        left, right = [], []
+        left, right = [0], [0]
         for start in range(0, n, self.step):
-            part = body[start : start + self.step]
-            left.append(int(torch.count_nonzero(part <= lo)))
-            right.append(int(torch.count_nonzero(part >= hi)))
-        self.left = torch.tensor([0, *left]).cumsum(0)  # left stops before each block start
-        self.right = torch.tensor([0, *right]).cumsum(0)
+            part = self.body[start : start + self.step]
+            left.append(int(np.count_nonzero(part <= lo)))
+            right.append(int(np.count_nonzero(part >= hi)))
+        self.left = np.cumsum(left)  # left stops before each block start
+        self.right = np.cumsum(right)
         self.n_left, self.n_right = int(self.left[-1]), int(self.right[-1])
 
-    def _mask(self, start: int, stop: int, left: bool) -> torch.Tensor:
+    def mask(self, start: int, stop: int, left: bool) -> np.ndarray:
         part = self.body[start:stop]
         return part <= self.lo if left else part >= self.hi
 
     def nth(self, i: int, left: bool) -> int:
         """Body position of the i-th (0-based, from the left) left or right stop."""
         cum = self.left if left else self.right
-        b = int(torch.searchsorted(cum, i, right=True)) - 1
+        b = int(np.searchsorted(cum, i, side="right")) - 1
         start = b * self.step
-        where = torch.nonzero(self._mask(start, start + self.step, left)).reshape(-1)
+        where = np.flatnonzero(self.mask(start, start + self.step, left))
         return start + int(where[i - int(cum[b])])
 
     def swaps(self) -> int:
@@ -137,16 +143,16 @@ class _Stops:
         step = self.step
         before = self.left  # at block starts 0..nb
         after = self.n_right - self.right
-        t = int(torch.count_nonzero(before < after))  # first block start where the scans have met
+        t = int(np.count_nonzero(before < after))  # first block start where the scans have met
         if t == 0:
             return 0
         b = t - 1  # the crossing lies inside block b
         start = b * step
-        stop = min(start + step, self.body.numel())
-        lcum = int(before[b]) + torch.cumsum(self._mask(start, stop, True), 0)
-        rcum = int(after[b]) - torch.cumsum(self._mask(start, stop, False), 0)
+        stop = min(start + step, self.body.size)
+        lcum = int(before[b]) + np.cumsum(self.mask(start, stop, True))
+        rcum = int(after[b]) - np.cumsum(self.mask(start, stop, False))
         # at j = start + i + 1: left stops before j = lcum[i]; right stops from j = rcum[i]
-        best = torch.minimum(lcum, rcum).max()
+        best = np.minimum(lcum, rcum).max()
         edge = min(int(before[b]), int(after[b]))
         return max(int(best), edge)
 
@@ -155,109 +161,110 @@ def _chain(keys: torch.Tensor, k: int, cut: int) -> torch.Tensor | None:
     """Original indices of the elements equal to ``cut`` that ``std::sort`` puts before position ``k``.
 
     Follows the partitions whose range holds the boundary between positions k - 1 and k. The
-    top range is ``keys`` itself (position = index); deeper ranges are int64 ``key << 32 | index``
-    so one gather/scatter moves both.
+    top range is ``keys`` itself (index = position, but for the one exchange the median-of-3
+    made there); a deeper range is a view of the same keys with its own array of original
+    indices beside it (int32 while they fit), both moved by the same gathers and scatters, so
+    the scans compare 2- or 4-byte keys only.
     """
     n = keys.numel()
     depth = 2 * (n.bit_length() - 1)
+    index_dtype = torch.int32 if n < 2**31 else torch.int64
     first = 0  # absolute position of vals[0]
-    vals, top = keys, True
+    vals: torch.Tensor = keys
+    idx: torch.Tensor | None = None  # None on the top range
     swap0 = 0
     taken: list[torch.Tensor] = []
-    lo_tie, hi_tie = (cut, cut) if top else (0, 0)
 
-    def ties_in(start: int, stop: int) -> torch.Tensor:
-        part = vals[start:stop]
-        if top:
-            pos = torch.nonzero(part == cut).reshape(-1) + start
-            if swap0:
-                pos = torch.where(pos == 0, swap0, torch.where(pos == swap0, 0, pos))
-            return pos
-        sel = part[(part >= lo_tie) & (part <= hi_tie)]
-        return sel & 0xFFFFFFFF
-
-    def composite(start: int, stop: int) -> torch.Tensor:
-        """vals[start:stop] as key << 32 | index (top range only)."""
-        out = vals[start:stop].to(torch.int64).bitwise_left_shift_(32)
-        for s in range(start, stop, _INDEX_BLOCK):  # indices block by block: no 8-byte arange of the range
-            e = min(stop, s + _INDEX_BLOCK)
-            out[s - start : e - start].add_(torch.arange(s, e))
-        if start <= 0 < stop and swap0:
-            out[0 - start] = (out[0 - start] >> 32 << 32) | swap0
-        if start <= swap0 < stop and swap0:
-            out[swap0 - start] = out[swap0 - start] >> 32 << 32
+    def indices(start: int, stop: int) -> torch.Tensor:
+        """Original indices of vals[start:stop] (a view below the top, a new array on it)."""
+        if idx is not None:
+            return idx[start:stop]
+        out = torch.arange(start, stop, dtype=index_dtype)
+        if swap0:
+            if start <= 0 < stop:
+                out[0 - start] = swap0
+            if start <= swap0 < stop:
+                out[swap0 - start] = 0
         return out
 
-    def composite_at(pos: torch.Tensor) -> torch.Tensor:
-        """vals[pos] as key << 32 | index (top range only), for a few positions."""
-        index = torch.where(pos == 0, swap0, torch.where(pos == swap0, 0, pos)) if swap0 else pos
-        return vals[pos].to(torch.int64).bitwise_left_shift_(32).bitwise_or_(index)
+    def index_at(pos: torch.Tensor) -> torch.Tensor:
+        """Original indices of vals at positions ``pos``."""
+        if idx is not None:
+            return idx.index_select(0, pos)
+        out = pos.to(index_dtype)
+        if swap0:  # pos is ascending: the two exchanged positions are found by bisection
+            for was, now in ((0, swap0), (swap0, 0)):
+                at = int(torch.searchsorted(pos, was))
+                if at < pos.numel() and int(pos[at]) == was:
+                    out[at] = now
+        return out
+
+    def ties_in(start: int, stop: int) -> torch.Tensor:
+        pos = torch.from_numpy(np.flatnonzero(vals[start:stop].numpy() == cut)).add_(start)
+        return index_at(pos).to(torch.int64)
 
     while True:
         size = vals.numel()
         if size <= _LEAF:
-            comp = vals if not top else composite(0, size)
-            key = (comp >> 32).tolist()
+            key, ids = vals.tolist(), indices(0, size).tolist()
             order = sorted(range(size), key=lambda i: -key[i])  # stable, descending
-            chosen = [int(comp[i]) & 0xFFFFFFFF for i in order[: k - first] if key[i] == cut]
-            taken.append(torch.tensor(chosen, dtype=torch.int64))
+            taken.append(torch.tensor([ids[i] for i in order[: k - first] if key[i] == cut], dtype=torch.int64))
             return torch.cat(taken)
         if depth == 0:
             return None
         depth -= 1
         # __move_median_to_first(first, first + 1, mid, last - 1)
         a, b, c = 1, size // 2, size - 1
-        va, vb, vc = (int(vals[i]) if top else int(vals[i]) >> 32 for i in (a, b, c))
+        va, vb, vc = (int(vals[i]) for i in (a, b, c))
         if va > vb:
             s = b if vb > vc else (c if va > vc else a)
         else:
             s = a if va > vc else (c if vb > vc else b)
         if s:
-            first_val = vals[0].clone()
-            vals[0] = vals[s]
-            vals[s] = first_val
-            if top:
+            vals[[0, s]] = vals[[s, 0]]
+            if idx is None:
                 swap0 = s
+            else:
+                idx[[0, s]] = idx[[s, 0]]
         pivot = int(vals[0])
         body = vals[1:]
         # left scan stops where not (x > pivot); right scan stops where not (pivot > x)
-        lo, hi = (pivot, pivot) if top else ((pivot >> 32 << 32) | 0xFFFFFFFF, pivot >> 32 << 32)
-        stops = _Stops(body, lo, hi)
+        stops = _Stops(body, pivot, pivot)
         m = stops.swaps()
         l_last = stops.nth(m - 1, True) if m else -1  # body positions
         r_last = stops.nth(stops.n_right - m, False) if m else size - 1
         l_next = stops.nth(m, True) if m < stops.n_left else size
         cut_pos = 1 + (l_next if m == 0 else min(l_next, r_last))
         boundary = k - first
-        lsel = stops._mask(0, l_last + 1, True)  # swapped left stops: all in body[:l_last + 1]
-        rsel = stops._mask(r_last, size - 1, False)  # swapped right stops: all in body[r_last:]
+        if m:  # body positions of the exchanged stops: the first m left ones, the last m right ones
+            li = torch.from_numpy(np.flatnonzero(stops.mask(0, l_last + 1, True)))
+            ri = torch.from_numpy(np.flatnonzero(stops.mask(r_last, size - 1, False))).add_(r_last)
         if boundary <= cut_pos:
-            new = vals[:cut_pos] if not top else composite(0, cut_pos)  # below the top: our own copy, reused in place
+            new_vals, new_idx = vals[:cut_pos], indices(0, cut_pos)
             if m:
-                src = body[r_last:][rsel] if not top else composite_at(torch.nonzero(rsel).reshape(-1) + (r_last + 1))
-                new[1 : l_last + 2][lsel] = src.flip(0)
+                moved = index_at(ri + 1).flip(0)
+                new_vals.index_copy_(0, li + 1, body.index_select(0, ri).flip(0))
+                new_idx.index_copy_(0, li + 1, moved)
             if boundary == cut_pos:
-                vals, top = new, False
-                lo_tie, hi_tie = cut << 32, (cut << 32) | 0xFFFFFFFF
+                vals, idx, swap0 = new_vals, new_idx, 0
                 taken.append(ties_in(0, cut_pos))
                 return torch.cat(taken)
         else:
             # ties in the left part [0, cut_pos) join the selection
-            piv_key = pivot if top else pivot >> 32
-            if piv_key == cut:
+            if pivot == cut:
                 taken.append(ties_in(0, 1))
-            if cut > piv_key:
+            if cut > pivot:
                 taken.append(ties_in(1, l_last + 2))
             taken.append(ties_in(l_last + 2, cut_pos))
-            if cut >= piv_key and m:
+            if cut >= pivot and m:
                 taken.append(ties_in(r_last + 1, size))
-            new = vals[cut_pos:] if not top else composite(cut_pos, size)
+            new_vals, new_idx = vals[cut_pos:], indices(cut_pos, size)
             if m:
-                src = body[: l_last + 1][lsel] if not top else composite_at(torch.nonzero(lsel).reshape(-1) + 1)
-                new[r_last + 1 - cut_pos :][rsel] = src.flip(0)
+                moved = index_at(li + 1).flip(0)
+                new_vals.index_copy_(0, ri + (1 - cut_pos), body.index_select(0, li).flip(0))
+                new_idx.index_copy_(0, ri + (1 - cut_pos), moved)
             first += cut_pos
-        vals, top, swap0 = new, False, 0
-        lo_tie, hi_tie = cut << 32, (cut << 32) | 0xFFFFFFFF
+        vals, idx, swap0 = new_vals, new_idx, 0
 
 
 @functools.cache
