@@ -10,6 +10,7 @@ order (``RngTurns``); fast mode gives every tensor its own stream seeded from (s
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import shutil
@@ -282,7 +283,8 @@ def run_merge(cfg: MergeConfig, out_dir: str | Path, opts: Options, config_text:
         writer = ShardWriter(tmp, [(j.name, j.out_dtype, j.shape) for j in jobs], opts.shard_size)
         runner = _Runner(cfg, models, maps, writer, opts)
         try:
-            _execute(runner, jobs, opts.workers, progress)
+            with _no_cyclic_gc():
+                _execute(runner, jobs, opts.workers, progress)
         finally:
             shard_names = writer.close(tmp)
         hasher.join()
@@ -300,6 +302,20 @@ def run_merge(cfg: MergeConfig, out_dir: str | Path, opts: Options, config_text:
     for sm in models:
         sm.close()
     return stats.dump()
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """The merge loop makes no reference cycles worth collecting, but its many short-lived tensor
+    objects trigger collections that walk every object torch's import left behind (~3% of the
+    CPU of an arcee_fusion merge); the previous setting is restored afterwards."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class _ByteBudget:
@@ -327,7 +343,7 @@ def scratch_bytes(job: TensorJob, n_inputs: int, mode: str, method: str) -> int:
     n = _numel(job.shape)
     work = torch.empty((), dtype=job.work_dtype).element_size()
     out = torch.empty((), dtype=job.out_dtype).element_size()
-    extra = 12 if (method in ("ties",) and mode == "compat") else 4  # selection's int64 partition keys vs masks
+    extra = 12 if (method in ("ties",) and mode == "compat") else 4  # selection: keys, masks, int32 indices, stop positions
     return n * ((n_inputs + 1) * work + out + extra)
 
 
