@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from branchmerge.merge.methods import METHODS, Context
-from branchmerge.merge.rng import bernoulli_mask, stream_matches
+from branchmerge.merge.rng import bernoulli_mask, stream_matches, unpack
 from branchmerge.merge.selection import magnitude_keys, order_statistics, sort_is_introsort, topk_mask
 
 
@@ -46,7 +46,9 @@ def test_sort_is_introsort_on_this_build() -> None:
 
 
 @pytest.mark.skipif(not sort_is_introsort(), reason="this torch build does not sort with std::sort")
-def test_topk_mask_is_argsorts_selection_including_ties() -> None:
+@pytest.mark.parametrize("pack_above", [1 << 24, 0])  # 0: every mask waits bit-packed, as the largest tensors' do
+def test_topk_mask_is_argsorts_selection_including_ties(pack_above: int, monkeypatch) -> None:
+    monkeypatch.setattr("branchmerge.merge.selection.PACK_ABOVE", pack_above)
     g = torch.Generator().manual_seed(0)
     checked = 0
     for w in _cases(g):
@@ -160,12 +162,13 @@ def test_fusion_sampling_rules_differ_and_default_is_mergekit_0_1_5() -> None:
 
 @pytest.mark.skipif(not stream_matches(), reason="this torch build's CPU generator layout differs: torch.bernoulli is used")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_numpy_bernoulli_is_torchs_stream(dtype: torch.dtype) -> None:
-    for seed, p, n in ((0, 0.7, 1), (1, 0.5, 624), (2, 0.3, 100_003), (3, 0.9, 1_300_000)):
+@pytest.mark.parametrize("packed", [False, True])
+def test_bernoulli_mask_is_torchs_stream(dtype: torch.dtype, packed: bool) -> None:
+    for seed, p, n in ((0, 0.7, 1), (1, 0.5, 624), (2, 0.3, 100_003), (3, 0.9, 1_300_000), (4, 0.5, 2_097_155)):
         a, b = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
         prob = torch.full((n,), p, dtype=dtype)
         expect = torch.bernoulli(prob, generator=a).bool()
-        got = bernoulli_mask(b, float(prob[0]), n)
+        got = unpack(bernoulli_mask(b, float(prob[0]), n, packed=packed), n)
         assert torch.equal(got, expect), (dtype, p, n)
         assert torch.equal(torch.rand(700, generator=a), torch.rand(700, generator=b))  # same place in the stream
 

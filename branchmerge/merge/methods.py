@@ -21,11 +21,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from branchmerge.merge.rng import bernoulli_mask, stream_matches
-from branchmerge.merge.selection import kth_largest, magnitude_keys, order_statistics, sort_is_introsort, topk_mask
+from branchmerge.merge.rng import bernoulli_mask, stream_matches, unpack
+from branchmerge.merge.selection import (
+    PACK_ABOVE,
+    kth_largest,
+    magnitude_keys,
+    order_statistics,
+    sort_is_introsort,
+    topk_mask,
+)
 
 BLOCK_ELEMENTS = 1 << 20  # row-block size for elementwise work (elements)
 FUSION_SAMPLE = 1_000_000  # mergekit's quantile sample size for arcee_fusion
@@ -237,17 +245,18 @@ def _dare_work_dtype(delta: torch.Tensor) -> torch.dtype:
     return delta.dtype if (delta.device.type != "cpu" or delta.dtype == torch.bfloat16) else torch.float32
 
 
-def _bernoulli_mask(delta: torch.Tensor, density: float, gen: torch.Generator) -> torch.Tensor:
-    """mergekit's ``bernoulli(full_like(delta, density))`` as a flat bool mask.
+def _bernoulli_mask(delta: torch.Tensor, density: float, gen: torch.Generator) -> torch.Tensor | np.ndarray:
+    """mergekit's ``bernoulli(full_like(delta, density))`` as a flat bool mask (``rng.unpack`` it).
 
-    CPU: drawn by ``rng.bernoulli_mask`` (numpy's MT19937 on the generator's state, same bits)
+    CPU: drawn by ``rng.bernoulli_mask`` (the same generator outputs through a faster kernel)
     where its self-check passed, else ``torch.bernoulli`` block by block into a bool buffer (one
     draw per element in order, so the stream is consumed exactly as one full-size call would).
     """
     n = delta.numel()
     work = _dare_work_dtype(delta)
     if delta.device.type == "cpu" and gen.device.type == "cpu" and stream_matches():
-        return bernoulli_mask(gen, float(torch.tensor(density, dtype=work)), n)
+        # the largest tensors' masks wait bit-packed while the other inputs' masks are drawn
+        return bernoulli_mask(gen, float(torch.tensor(density, dtype=work)), n, packed=n > PACK_ABOVE)
     p = torch.full((min(n, BLOCK_ELEMENTS),), density, dtype=work, device=delta.device)
     keep = torch.empty(n, dtype=torch.bool, device=delta.device)
     for start in range(0, n, BLOCK_ELEMENTS):
@@ -305,7 +314,7 @@ def _task_arithmetic_kernel(sparsify: str | None, consensus: bool) -> Kernel:
                     continue
                 keep = _top_share(delta, density, ctx)
             else:
-                keep = masks.pop(0)
+                keep = unpack(masks.pop(0), delta.numel())
                 delta = delta.to(_dare_work_dtype(delta))
             result = _rescaled(delta, keep.reshape(delta.shape), shared["rescale"])
             if result.data_ptr() != deltas[row].data_ptr():

@@ -17,22 +17,38 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 
 _BLOCK = 1 << 20
 
 
-def bernoulli_mask(gen: torch.Generator, p: float, n: int) -> torch.Tensor:
+def bernoulli_mask(gen: torch.Generator, p: float, n: int, packed: bool = False) -> torch.Tensor | np.ndarray:
     """``torch.bernoulli(torch.full((n,), p), generator=gen).bool()`` for a CPU ``gen``; ``p`` is the
-    probability as stored in the work dtype (e.g. bf16-rounded), given as a Python float."""
+    probability as stored in the work dtype (e.g. bf16-rounded), given as a Python float.
+
+    ``packed``: the mask as ``np.packbits`` bits (1/8 of the memory; ``unpack`` restores it), for
+    masks that wait while others are drawn."""
     threshold = math.ceil(p * float(1 << 24))  # integer r24 < t  <=>  r24 < ceil(t)
-    out = torch.empty(n, dtype=torch.bool)
+    out = np.empty(-(-n // 8), dtype=np.uint8) if packed else torch.empty(n, dtype=torch.bool)
     r24 = torch.empty(min(n, _BLOCK), dtype=torch.int32)
+    bits = torch.empty(min(n, _BLOCK), dtype=torch.bool) if packed else None
     for start in range(0, n, _BLOCK):
         part = r24[: min(_BLOCK, n - start)]
         part.random_(0, 1 << 24, generator=gen)
-        torch.lt(part, threshold, out=out[start : start + part.numel()])
+        if bits is None:
+            torch.lt(part, threshold, out=out[start : start + part.numel()])
+        else:  # _BLOCK is a multiple of 8: each block fills whole bytes
+            chunk = torch.lt(part, threshold, out=bits[: part.numel()])
+            out[start // 8 : -(-(start + part.numel()) // 8)] = np.packbits(chunk.numpy())
     return out
+
+
+def unpack(mask: torch.Tensor | np.ndarray, n: int) -> torch.Tensor:
+    """A ``bernoulli_mask`` result as a bool tensor of ``n`` elements."""
+    if isinstance(mask, torch.Tensor):
+        return mask
+    return torch.from_numpy(np.unpackbits(mask, count=n).view(np.bool_))
 
 
 @functools.cache

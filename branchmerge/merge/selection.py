@@ -21,11 +21,13 @@ this torch build sorts that way (builds using x86-simd-sort would not), else cal
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 _LEAF = 16  # libstdc++ _S_threshold
+PACK_ABOVE = 1 << 24  # elements: larger masks wait bit-packed while the partitions run
 
 
 def order_statistics(flat: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -72,8 +74,10 @@ def magnitude_keys(delta: torch.Tensor) -> torch.Tensor | None:
 def topk_mask(keys: torch.Tensor, k: int) -> torch.Tensor | None:
     """Boolean mask of the elements ``argsort(keys, descending=True)[:k]`` selects (CPU ``std::sort``).
 
-    ``keys`` is 1-D (see ``magnitude_keys``); it is consumed (two of its elements get swapped).
-    None if the sort would fall back to heapsort on the way (the caller then sorts).
+    ``keys`` is 1-D (see ``magnitude_keys``); it is consumed (reordered in place by the partitions
+    followed). None if the sort would fall back to heapsort on the way (the caller then sorts).
+    Above ``PACK_ABOVE`` elements the mask of the keys above the cut waits as one bit per element
+    while the partitions run, so the largest tensor's peak holds 1/8 of a byte per element for it.
     """
     n = keys.numel()
     if k >= n or k <= 0:
@@ -85,9 +89,14 @@ def topk_mask(keys: torch.Tensor, k: int) -> torch.Tensor | None:
     if need == int(torch.count_nonzero(ties)):
         return mask.logical_or_(ties)
     del ties
+    packed = np.packbits(mask.numpy()) if n > PACK_ABOVE else None
+    if packed is not None:
+        del mask
     chosen = _chain(keys, k, cut)
     if chosen is None:
         return None
+    if packed is not None:
+        mask = torch.from_numpy(np.unpackbits(packed, count=n).view(np.bool_))
     mask[chosen] = True
     return mask
 
@@ -156,6 +165,34 @@ class _Stops:
         edge = min(int(before[b]), int(after[b]))
         return max(int(best), edge)
 
+    def exchanges(self, m: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The ``m`` exchanges of the Hoare partition as (left stop, right stop) body positions,
+        a block at a time: the i-th left stop from the left pairs with the i-th right stop from
+        the right. Streamed, so the scratch is a block, not ``m`` positions (a quarter of the range)."""
+        lefts = self._stream(m, left=True)
+        rights = self._stream(m, left=False)
+        lbuf, rbuf = next(lefts, None), next(rights, None)
+        while lbuf is not None and rbuf is not None:
+            take = min(len(lbuf), len(rbuf))
+            yield torch.from_numpy(lbuf[:take]), torch.from_numpy(rbuf[:take])
+            lbuf = lbuf[take:] if take < len(lbuf) else next(lefts, None)
+            rbuf = rbuf[take:] if take < len(rbuf) else next(rights, None)
+
+    def _stream(self, m: int, left: bool) -> Iterator[np.ndarray]:
+        """Positions of the first ``m`` left stops (ascending) or the last ``m`` right stops
+        (descending), one block at a time."""
+        starts = range(0, self.body.size, self.step)
+        for start in starts if left else reversed(starts):
+            if m <= 0:
+                return
+            pos = np.flatnonzero(self.mask(start, start + self.step, left))
+            if not left:
+                pos = pos[::-1]
+            pos = pos[:m] + start
+            m -= len(pos)
+            if len(pos):
+                yield pos
+
 
 def _chain(keys: torch.Tensor, k: int, cut: int) -> torch.Tensor | None:
     """Original indices of the elements equal to ``cut`` that ``std::sort`` puts before position ``k``.
@@ -192,11 +229,8 @@ def _chain(keys: torch.Tensor, k: int, cut: int) -> torch.Tensor | None:
         if idx is not None:
             return idx.index_select(0, pos)
         out = pos.to(index_dtype)
-        if swap0:  # pos is ascending: the two exchanged positions are found by bisection
-            for was, now in ((0, swap0), (swap0, 0)):
-                at = int(torch.searchsorted(pos, was))
-                if at < pos.numel() and int(pos[at]) == was:
-                    out[at] = now
+        if swap0:
+            out = torch.where(pos == 0, swap0, torch.where(pos == swap0, 0, out)).to(index_dtype)
         return out
 
     def ties_in(start: int, stop: int) -> torch.Tensor:
@@ -236,15 +270,15 @@ def _chain(keys: torch.Tensor, k: int, cut: int) -> torch.Tensor | None:
         l_next = stops.nth(m, True) if m < stops.n_left else size
         cut_pos = 1 + (l_next if m == 0 else min(l_next, r_last))
         boundary = k - first
-        if m:  # body positions of the exchanged stops: the first m left ones, the last m right ones
-            li = torch.from_numpy(np.flatnonzero(stops.mask(0, l_last + 1, True)))
-            ri = torch.from_numpy(np.flatnonzero(stops.mask(r_last, size - 1, False))).add_(r_last)
+        # the partitioned side that holds the boundary: the exchanges bring the other side's stops
+        # into it (the stops it gives away are not read again); reads and writes never overlap
         if boundary <= cut_pos:
             new_vals, new_idx = vals[:cut_pos], indices(0, cut_pos)
-            if m:
-                moved = index_at(ri + 1).flip(0)
-                new_vals.index_copy_(0, li + 1, body.index_select(0, ri).flip(0))
-                new_idx.index_copy_(0, li + 1, moved)
+            for li, ri in stops.exchanges(m):
+                dst = li + 1
+                moved = index_at(ri + 1)
+                new_vals.index_copy_(0, dst, body.index_select(0, ri))
+                new_idx.index_copy_(0, dst, moved)
             if boundary == cut_pos:
                 vals, idx, swap0 = new_vals, new_idx, 0
                 taken.append(ties_in(0, cut_pos))
@@ -259,10 +293,11 @@ def _chain(keys: torch.Tensor, k: int, cut: int) -> torch.Tensor | None:
             if cut >= pivot and m:
                 taken.append(ties_in(r_last + 1, size))
             new_vals, new_idx = vals[cut_pos:], indices(cut_pos, size)
-            if m:
-                moved = index_at(li + 1).flip(0)
-                new_vals.index_copy_(0, ri + (1 - cut_pos), body.index_select(0, li).flip(0))
-                new_idx.index_copy_(0, ri + (1 - cut_pos), moved)
+            for li, ri in stops.exchanges(m):
+                dst = ri + (1 - cut_pos)
+                moved = index_at(li + 1)
+                new_vals.index_copy_(0, dst, body.index_select(0, li))
+                new_idx.index_copy_(0, dst, moved)
             first += cut_pos
         vals, idx, swap0 = new_vals, new_idx, 0
 
