@@ -67,8 +67,10 @@ def test_topk_mask_is_argsorts_selection_including_ties(pack_above: int, monkeyp
 
 
 @pytest.mark.skipif(not sort_is_introsort(), reason="this torch build does not sort with std::sort")
-def test_ties_kernel_uses_the_same_elements_as_argsort() -> None:
-    """The whole compat TIES kernel against a plain transcription of mergekit's (argsort) one."""
+@pytest.mark.parametrize("special", ["none", "cancelling", "inf", "nan"])
+def test_ties_kernel_uses_the_same_elements_as_argsort(special: str) -> None:
+    """The whole compat TIES kernel against a plain transcription of mergekit's (argsort) one,
+    also where deltas cancel (sum 0, signed zeros), are infinite or NaN."""
     g = torch.Generator().manual_seed(3)
     base = (torch.randn(300, 257, generator=g) * 0.02).bfloat16()
     fts = []
@@ -76,6 +78,11 @@ def test_ties_kernel_uses_the_same_elements_as_argsort() -> None:
         noise = torch.randn(300, 257, generator=g) * 0.004
         noise[torch.rand(300, generator=g) < 0.3] = 0
         fts.append((base.float() + noise).bfloat16())
+    if special == "cancelling":  # equal and opposite deltas: the elected sign comes from a zero sum
+        fts[1][:100] = (2 * base[:100].float() - fts[0][:100].float()).bfloat16()
+    elif special in ("inf", "nan"):
+        value = float("inf") if special == "inf" else float("nan")
+        fts[0][5, :40], fts[1][5, 20:60], fts[1][7, :3] = value, -value, value
     weights, density = [0.6, 0.4], 0.5
     ours = METHODS["ties"].kernel([base, *fts], 0, dict(METHODS["ties"].shared), [{}, *({"weight": w, "density": density} for w in weights)], Context())
     d = base.new_empty((2, *base.shape))  # mergekit 0.1.5's generalized task arithmetic, verbatim ops
@@ -93,6 +100,7 @@ def test_ties_kernel_uses_the_same_elements_as_argsort() -> None:
     mixed /= div
     expect = (base + mixed).to(base.dtype)
     assert torch.equal(ours.view(torch.int16), expect.view(torch.int16))
+    assert special != "nan" or bool(ours.isnan().any())
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])

@@ -290,6 +290,20 @@ def _sign_consensus(deltas: torch.Tensor, mask_dtype: torch.dtype) -> torch.Tens
     return sign == majority
 
 
+def _agreement(deltas: torch.Tensor) -> torch.Tensor | None:
+    """``_sign_consensus`` as 0/1 in the deltas' dtype, by arithmetic instead of bool tensors
+    (bool compares and casts run ~10x slower than float ops here). ``deltas * it`` and
+    ``weights * it`` sum to the bits the bool mask gives: a kept element is multiplied by 1, a
+    dropped one becomes a zero whose sign a float32 sum from +0 never shows. None when the block
+    holds a NaN (their payloads may differ): the caller then takes the bool path.
+    """
+    total = sum_rows(deltas)
+    if bool(total.float().sum().isnan()):
+        return None
+    majority = total.sign().add_(0.5).sign_()  # +1 where the sum is >= 0 (sign 0 -> 0.5 -> +1), else -1
+    return deltas.sign().mul_(majority).clamp_min_(0)  # 1 where a delta has the majority's sign
+
+
 def _task_arithmetic_kernel(sparsify: str | None, consensus: bool) -> Kernel:
     """``sparsify``: None, "magnitude" (TIES trim) or "bernoulli" (DARE drop)."""
 
@@ -330,10 +344,12 @@ def _task_arithmetic_kernel(sparsify: str | None, consensus: bool) -> Kernel:
             cols = slice(start, start + BLOCK_ELEMENTS)
             d = flat[:, cols] * w2
             if consensus:
-                mask = _sign_consensus(d, torch.int8 if shared["int8_mask"] else b.dtype)
-                mixed = sum_rows(d * mask)
-                divisor = sum_rows(w2 * mask)
-                divisor[divisor == 0] = 1
+                keep = _agreement(d)
+                if keep is None:
+                    keep = _sign_consensus(d, torch.int8 if shared["int8_mask"] else b.dtype)
+                mixed = sum_rows(d * keep)
+                divisor = sum_rows(w2 * keep)
+                divisor.masked_fill_(divisor == 0, 1)
             else:
                 mixed = sum_rows(d)
                 divisor = w2.sum(dim=0)
