@@ -154,3 +154,36 @@ def test_ray_missing_is_one_clear_line(monkeypatch):
     with pytest.raises(UserError) as info:
         get_executor("ray")
     assert "pip install 'branchmerge[ray]'" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_ray_data_llm_stage_switches_follow_the_installed_config():
+    """Ray renamed the processor's stage switches and forbids unknown fields: both shapes must build."""
+    from pydantic import BaseModel, ConfigDict
+
+    from branchmerge.executors.llm import stage_options
+
+    class Old(BaseModel):  # ray.data.llm before the rename
+        model_config = ConfigDict(extra="forbid")
+        apply_chat_template: bool = True
+        tokenize: bool = True
+        detokenize: bool = True
+
+    class New(BaseModel):  # ray 2.60: only the *_stage names
+        model_config = ConfigDict(extra="forbid")
+        chat_template_stage: object = True
+        tokenize_stage: object = True
+        detokenize_stage: object = True
+
+    assert Old(**stage_options(Old, chat=False)).apply_chat_template is False
+    new = New(**stage_options(New, chat=False))
+    assert new.chat_template_stage is False and new.tokenize_stage is True
+    with pytest.raises(ValueError):
+        New(**stage_options(Old, chat=True))
+
+
+def test_ray_data_llm_config_of_the_installed_ray_builds():
+    from branchmerge.executors.llm import stage_options
+
+    real = pytest.importorskip("ray.data.llm", reason="ray[data,llm] not installed")
+    config = real.vLLMEngineProcessorConfig(model_source="m", **stage_options(real.vLLMEngineProcessorConfig, chat=True))
+    assert config.model_source == "m"

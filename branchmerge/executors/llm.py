@@ -37,6 +37,19 @@ def _processor_api() -> tuple[Any, Any]:
     return llm.vLLMEngineProcessorConfig, build
 
 
+def stage_options(config_cls: Any, chat: bool) -> dict[str, Any]:
+    """The chat-template / tokenize / detokenize switches under the names this Ray accepts.
+
+    Ray renamed them (``apply_chat_template`` -> ``chat_template_stage``, ``tokenize`` ->
+    ``tokenize_stage``, ``detokenize`` -> ``detokenize_stage``) and its config forbids unknown
+    fields, so the names are read from the config class rather than from a version number.
+    """
+    fields = getattr(config_cls, "model_fields", None) or getattr(config_cls, "__fields__", {})
+    if "chat_template_stage" in fields:
+        return {"chat_template_stage": chat, "tokenize_stage": True, "detokenize_stage": True}
+    return {"apply_chat_template": chat, "tokenize": True, "detokenize": True}
+
+
 def sampling_of(params: SamplingParams, sample_idx: int) -> dict[str, Any]:
     """The per-row vLLM sampling parameters: one sample, seeded by its index as every engine does."""
     out: dict[str, Any] = {"n": 1, "temperature": params.temperature, "top_p": params.top_p,
@@ -91,7 +104,7 @@ class RayDataVLLM:
                  **({"prompt": r.prompt} if raw else {"messages": r.messages})} for r, s in work]
         config = config_cls(model_source=self.model, engine_kwargs=self.engine_kwargs,
                             concurrency=self._replicas(), batch_size=self.batch_size,
-                            apply_chat_template=not raw, tokenize=True, detokenize=True)
+                            **stage_options(config_cls, chat=not raw))
         processor = build(
             config,
             preprocess=lambda row: row,
