@@ -184,15 +184,43 @@ def test_config_file_and_flags(tmp_path):
         CurateConfig(domain="math", source="s", out="o", select="best")
 
 
-def test_token_length_uses_the_chat_template(tmp_path):
+# An R1-Distill-like template: assistant history keeps only the text after </think>.
+R1_LIKE = (
+    "{%- for m in messages -%}{%- if m['role'] == 'assistant' -%}"
+    "{%- set c = m['content'] -%}{%- if '</think>' in c -%}{%- set c = c.split('</think>')[-1] -%}{%- endif -%}"
+    "{{ '<|im_start|>assistant' + c + '<|im_end|>' }}{%- else -%}{{ '<|im_start|>' + m['content'] }}{%- endif -%}"
+    "{%- endfor -%}{%- if add_generation_prompt -%}{{ '<|im_start|>assistant<think>\\n' }}{%- endif -%}"
+)
+
+
+@pytest.mark.parametrize("template", ["r1", "model", "qwen", "chatml"])
+def test_token_length_counts_what_training_encodes(tmp_path, template):
+    """The length filter measures an example exactly as ``train`` encodes it, reasoning included,
+    under the template training uses; rendering the whole chat through an R1 template would not."""
+    from transformers import AutoTokenizer
+
+    from branchmerge.chat import ChatFormat, use_template
     from branchmerge.tiny import train_tokenizer
 
-    tok = train_tokenizer(["hello world <think> reasoning </think> answer"] * 5, vocab_size=300)
+    text = "hello world <think> reasoning about sums </think> answer"
+    tok = train_tokenizer([text] * 5, vocab_size=300)
+    if template == "r1":
+        tok.chat_template = R1_LIKE
     tok.save_pretrained(tmp_path / "tok")
-    counter = filters.TokenLength(str(tmp_path / "tok"))
-    chat = filters.messages({"prompt": "hello", "reasoning": "world", "answer": "answer"})
+    choice = "model" if template == "r1" else template
+    counter = filters.TokenLength(str(tmp_path / "tok"), choice)
+    chat = filters.messages({"prompt": "hello", "reasoning": "world " * 40, "answer": "answer"})
     [n] = counter.count([chat])
-    assert counter.templated and n == len(tok.apply_chat_template(chat, tokenize=True)["input_ids"])
+
+    reference = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    encoded = ChatFormat.for_tokenizer(reference, use_template(reference, choice)).encode(chat)
+    assert n == len(encoded["input_ids"])
+    assert n > 40  # the reasoning is counted
+    whole = len(reference.apply_chat_template(chat, tokenize=True)["input_ids"])
+    if template == "r1":
+        assert whole < 20  # what the old whole-chat render counted: prompt and answer only
+    assert counter.within(counter.pieces(chat), n + len(str(chat)) * 4)
+    assert not counter.within(counter.pieces(chat), n)
     assert adapters.last_boxed("a \\boxed{1} b \\boxed{x^{2}}") == "x^{2}"
 
 

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "branchmerge"
 LAYERS = {
-    "foundation": {"errors", "atomic", "console", "records", "reasoning", "contracts", "settings", "cards", "outdir", "network", "filehash",
+    "foundation": {"errors", "atomic", "console", "records", "reasoning", "contracts", "settings", "cards", "outdir", "network", "filehash", "chat",
                    "__init__"},
     "services": {"engines", "sandbox", "verify", "benchmarks", "tiny", "executors"},
     "stages": {"curate", "train", "merge", "evaluate", "report"},

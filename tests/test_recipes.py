@@ -36,6 +36,8 @@ def test_tinyr1_dry_run_json_shows_every_release_choice(plans):
         assert stages[sid]["options"]["require_correct"] is False
     for sid in ("branch-math", "branch-code", "branch-science"):
         assert stages[sid]["hparams"]["chat_template"] == "qwen"
+    for sid in (s for s in stages if s.startswith("curate-")):  # lengths measured as the branches train
+        assert stages[sid]["options"]["chat_template"] == "qwen", sid
     assert stages["branch-math"]["hparams"]["packing_strategy"] == "plain"
     assert stages["branch-code"]["hparams"]["packing_strategy"] == "bfd"
     for sid in ("merge-math-science", "merge-final"):
@@ -56,6 +58,7 @@ def test_tinyr1_plus_differs_only_where_it_improves(plans):
     assert plus["curate-code"]["options"]["require_correct"] is True
     assert plus["branch-math"]["hparams"]["packing_strategy"] == "bfd"
     assert plus["branch-math"]["hparams"]["chat_template"] == "model"
+    assert {plus[s]["options"]["chat_template"] for s in plus if s.startswith("curate-")} == {"model"}
     assert plus["merge-final"]["options"]["parameters"] == {}
     assert plus["eval-merged"]["options"]["template"] == []
     for sid in release:  # everything else is the release's

@@ -256,7 +256,7 @@ def test_turn_end_without_stop_token_gets_eos(tokenizer):
 
 def test_qwen_template_renders_llama_factory_chatml_and_masks_exactly_the_answer(tokenizer):
     """TinyR1's experts: 360-LLaMA-Factory --template qwen, whatever template the base model ships."""
-    from branchmerge.train.templates import use_template
+    from branchmerge.chat import use_template
 
     turn_ends = use_template(tokenizer, "qwen")
     assert turn_ends == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
@@ -273,7 +273,7 @@ def test_qwen_template_renders_llama_factory_chatml_and_masks_exactly_the_answer
 
 
 def test_chatml_without_default_system_and_a_template_file(tokenizer, tmp_path):
-    from branchmerge.train.templates import use_template
+    from branchmerge.chat import use_template
 
     chat = ChatFormat.for_tokenizer(tokenizer, use_template(tokenizer, "chatml"))
     assert tokenizer.decode(chat.encode(CONVERSATION[1:])["input_ids"]).startswith("<|im_start|>user\n")
@@ -288,7 +288,7 @@ def test_qwen_template_refused_when_the_tokenizer_cannot_encode_im_end():
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from branchmerge.train.templates import use_template
+    from branchmerge.chat import use_template
 
     raw = Tokenizer(models.BPE(unk_token="[UNK]"))
     raw.pre_tokenizer = pre_tokenizers.ByteLevel()

@@ -187,7 +187,7 @@ def test_release_template_and_plain_packing_train_and_are_saved_with_the_model(s
     """TinyR1's math branch: qwen ChatML template, whole examples packed into shared-attention rows."""
     from transformers import AutoTokenizer, GenerationConfig
 
-    from branchmerge.train.templates import QWEN
+    from branchmerge.chat import QWEN
 
     root, base, data = setup
     config = TrainConfig("math", str(data), str(base), str(tmp_path / "m"), hparams="demo", max_steps=2,

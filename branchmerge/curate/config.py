@@ -88,6 +88,8 @@ class CurateConfig:
                                             help="Drop examples longer than this in student tokens (TinyR1: 16384).")
     student_tokenizer: str | None = setting(None, help="Tokenizer (path or Hub id) that measures lengths.",
                                             input=True)
+    chat_template: str = setting("model", help="Chat template the lengths are measured under, as train's "
+                                 "chat_template: model, qwen, chatml or PATH.jinja (TinyR1: qwen).")
     dedup: bool = setting(True, help="Drop near-duplicate problems (MinHash); --no-dedup keeps them.")
     near_dup_threshold: float = setting(0.8, help="MinHash Jaccard threshold for near-duplicates.", gt=0, le=1)
     minhash_perms: int = setting(128, help="MinHash permutations.", ge=16, cli=False)

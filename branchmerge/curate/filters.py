@@ -66,11 +66,16 @@ def messages(row: dict[str, Any]) -> list[dict[str, str]]:
 
 
 class TokenLength:
-    """Token counts of whole training examples (chat template applied) with the student's tokenizer."""
+    """Token counts of whole training examples with the student's tokenizer, framed as ``train``
+    encodes them (``branchmerge.chat``): the inference prompt, the assistant content less the
+    generation prompt's pre-fill, and the turn end up to its stop token, under the chat template
+    training will use. Rendering the whole chat instead would drop the reasoning under an
+    R1-Distill template and count only prompt and answer."""
 
-    def __init__(self, tokenizer_path: str) -> None:
+    def __init__(self, tokenizer_path: str, chat_template: str = "model") -> None:
         from transformers import AutoTokenizer
 
+        from branchmerge.chat import ChatFormat, use_template
         from branchmerge.errors import UserError
         from branchmerge.network import check_hub
 
@@ -81,15 +86,32 @@ class TokenLength:
         except Exception as exc:  # missing path, no network for a Hub id, broken files
             raise UserError(f"cannot load the student tokenizer {tokenizer_path!r}: {exc}") from None
         self.name = tokenizer_path
+        stops = use_template(self.tokenizer, chat_template)
         self.templated = bool(getattr(self.tokenizer, "chat_template", None))
+        self.chat = ChatFormat.for_tokenizer(self.tokenizer, stops) if self.templated else None
+        self._tails: dict[str, int] = {}
 
-    def text(self, chat: list[dict[str, str]]) -> str:
-        if self.templated:
-            return self.tokenizer.apply_chat_template(chat, tokenize=False)
-        return "\n\n".join(m["content"] for m in chat)
+    def pieces(self, chat: list[dict[str, str]]) -> tuple[str, str, int]:
+        """(prompt text, target text, ids after the target) of one example, as training encodes it."""
+        if self.chat is None:
+            return "", "\n\n".join(m["content"] for m in chat), 0
+        parts = self.chat.split(chat)
+        if parts is None:  # content without the template's pre-fill (training drops it): count it whole
+            prompt, _, end_of_turn = self.chat.frame(chat[:-1])
+            parts = (prompt, chat[-1]["content"], end_of_turn)
+        prompt, target, end_of_turn = parts
+        if end_of_turn not in self._tails:
+            self._tails[end_of_turn] = len(self.chat.tail_ids(end_of_turn))
+        return prompt, target, self._tails[end_of_turn]
 
     def count(self, chats: Sequence[list[dict[str, str]]]) -> list[int]:
-        return self.count_texts([self.text(c) for c in chats])
+        return self.count_pieces([self.pieces(c) for c in chats])
+
+    def count_pieces(self, pieces: Sequence[tuple[str, str, int]]) -> list[int]:
+        """Prompt and target tokenized apart, as training does, plus the turn end's ids."""
+        prompts = self.count_texts([p for p, _, _ in pieces])
+        targets = self.count_texts([t for _, t, _ in pieces])
+        return [a + b + tail for a, b, (_, _, tail) in zip(prompts, targets, pieces, strict=True)]
 
     def count_texts(self, texts: Sequence[str], batch: int = 512) -> list[int]:
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
@@ -103,11 +125,13 @@ class TokenLength:
                 counts += [len(ids) for ids in self.tokenizer(chunk, add_special_tokens=False)["input_ids"]]
         return counts
 
-    def within(self, text: str, limit: int) -> bool:
-        """True when ``text`` surely fits ``limit`` tokens without tokenizing it.
+    def within(self, pieces: tuple[str, str, int], limit: int) -> bool:
+        """True when the example surely fits ``limit`` tokens without tokenizing it.
 
         Every token of a byte-level BPE (Qwen, Llama 3, DeepSeek) or a byte-fallback SentencePiece
         covers at least one byte, so a text of ``b`` UTF-8 bytes has at most ``b`` tokens (plus a
-        SentencePiece dummy prefix, hence the slack). Only texts near or over the limit get tokenized.
+        SentencePiece dummy prefix per text, hence the slack). Only examples near or over the limit
+        get tokenized.
         """
-        return len(text.encode("utf-8")) + BOUND_SLACK <= limit
+        prompt, target, tail = pieces
+        return len(prompt.encode("utf-8")) + len(target.encode("utf-8")) + tail + BOUND_SLACK <= limit

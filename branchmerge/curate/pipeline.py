@@ -99,8 +99,9 @@ class Curation:
         self.check_resume()
         if cfg.student_tokenizer:  # loaded before the source and the teacher: a bad tokenizer fails first
             with self.funnel.timed("startup"):
-                self.counter = filters.TokenLength(cfg.student_tokenizer)
-            self.extra["length_tokenizer"] = {"name": self.counter.name, "chat_template": self.counter.templated}
+                self.counter = filters.TokenLength(cfg.student_tokenizer, cfg.chat_template)
+            self.extra["length_tokenizer"] = {"name": self.counter.name, "chat_template": cfg.chat_template,
+                                              "templated": self.counter.templated}
         with self.funnel.timed("source"):
             source, adapter, items = self.load_items()
         with self.funnel.timed("generate"):
@@ -336,9 +337,9 @@ class Curation:
                           if r.get("num_tokens", 0) > limit else None)
 
     def _measure_unsure(self, rows: list[dict[str, Any]], indices: list[int], limit: int) -> None:
-        texts = {i: self.counter.text(filters.messages(rows[i])) for i in indices}
-        unsure = [i for i, t in texts.items() if not self.counter.within(t, limit)]
-        for i, n in zip(unsure, self.counter.count_texts([texts[i] for i in unsure]), strict=True):
+        pieces = {i: self.counter.pieces(filters.messages(rows[i])) for i in indices}
+        unsure = [i for i, p in pieces.items() if not self.counter.within(p, limit)]
+        for i, n in zip(unsure, self.counter.count_pieces([pieces[i] for i in unsure]), strict=True):
             rows[i] = {**rows[i], "num_tokens": n}
 
     def measure(self, rows: list[dict[str, Any]], sample: int | None = None) -> list[dict[str, Any]]:

@@ -7,7 +7,8 @@ conversation through an R1 template drops the reasoning (it keeps only the text 
 prompt exactly as the model sees it at inference (``add_generation_prompt=True``), and the
 target is the assistant content minus whatever the generation prompt already pre-fills (R1's
 ``<think>\\n``), followed by the template's end-of-turn text up to its stop token. Only the
-target carries loss. TRL then packs, collates and trains on the ``input_ids``/``labels`` columns.
+target carries loss (``branchmerge.chat.ChatFormat``, shared with curation's length filter). TRL
+then packs, collates and trains on the ``input_ids``/``labels`` columns.
 
 Multi-turn rows train on their last assistant turn; earlier turns are context, rendered as the
 template renders history.
@@ -17,16 +18,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from branchmerge.chat import IGNORE, ChatFormat
 from branchmerge.contracts import CurationStats
 from branchmerge.errors import UserError
 from branchmerge.records import ROW_SUFFIXES, iter_rows
 
-SENTINEL = "\ue000branchmerge-sentinel\ue000"
-IGNORE = -100
 KEEP = ("ok", "truncated")
 DATA_SUFFIXES = ROW_SUFFIXES
 
@@ -131,79 +131,6 @@ def check_messages(messages: Any) -> tuple[list[dict[str, str]] | None, str]:
     if all(m["role"] == "assistant" for m in out[:-1]):
         return None, "no prompt before the assistant turn"
     return out, "ok"
-
-
-@dataclass
-class ChatFormat:
-    """How one tokenizer's chat template frames an assistant turn, probed by rendering it."""
-
-    tokenizer: Any
-    stop_ids: frozenset[int] = field(default_factory=frozenset)
-
-    @classmethod
-    def for_tokenizer(cls, tokenizer: Any, extra_stop_ids: list[int] | tuple[int, ...] = ()) -> ChatFormat:
-        if not getattr(tokenizer, "chat_template", None):
-            raise UserError(
-                f"the tokenizer of {getattr(tokenizer, 'name_or_path', 'the base model')!r} has no chat "
-                "template; add one to tokenizer_config.json (or chat_template.jinja) before training"
-            )
-        stops = {i for i in extra_stop_ids if i is not None}
-        if tokenizer.eos_token_id is not None:
-            stops.add(tokenizer.eos_token_id)
-        return cls(tokenizer, frozenset(stops))
-
-    def render(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=generation_prompt
-        )
-
-    def frame(self, context: list[dict[str, str]]) -> tuple[str, str, str]:
-        """(inference prompt, the part of it that pre-fills the assistant turn, end-of-turn text)."""
-        prompt = self.render(context, True)
-        probe = self.render([*context, {"role": "assistant", "content": SENTINEL}], False)
-        at = probe.find(SENTINEL)
-        if at < 0:
-            raise UserError("the chat template does not render the assistant's content; cannot train on it")
-        head, end_of_turn = probe[:at], probe[at + len(SENTINEL) :]
-        prefill = prompt[len(head) :] if prompt.startswith(head) else ""
-        return prompt, prefill, end_of_turn
-
-    def split(self, messages: list[dict[str, str]]) -> tuple[str, str, str] | None:
-        """(prompt, target, end-of-turn) texts; None when the content lacks the template's prefill."""
-        content = messages[-1]["content"]
-        prompt, prefill, end_of_turn = self.frame(messages[:-1])
-        if prefill:
-            if content.startswith(prefill):
-                content = content[len(prefill) :]
-            elif prefill.strip() and content.lstrip().startswith(prefill.strip()):
-                content = content.lstrip()[len(prefill.strip()) :].lstrip(" \t\n")
-            else:
-                return None
-        return prompt, content, end_of_turn
-
-    def encode(self, messages: list[dict[str, str]]) -> dict[str, list[int]] | None:
-        """``input_ids`` and ``labels`` (IGNORE outside the target); None as for ``split``."""
-        parts = self.split(messages)
-        if parts is None:
-            return None
-        prompt, content, end_of_turn = parts
-        prompt_ids = self._ids(prompt)
-        target = self._ids(content)
-        turn_end = self._ids(end_of_turn)
-        stop = next((i for i, t in enumerate(turn_end) if t in self.stop_ids), None)
-        if stop is None:  # the template's turn end holds no stop token: teach the model to stop anyway
-            if self.tokenizer.eos_token_id is None:
-                raise UserError(
-                    "the chat template ends assistant turns without a stop token and the tokenizer has no "
-                    "eos_token: the branch could never learn to stop; set eos_token in the tokenizer config"
-                )
-            target += [*turn_end, self.tokenizer.eos_token_id]
-        else:
-            target += turn_end[: stop + 1]
-        return {"input_ids": prompt_ids + target, "labels": [IGNORE] * len(prompt_ids) + target}
-
-    def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
 def _encode_row(row: dict[str, Any], chat: ChatFormat, max_length: int, overlong: str) -> dict[str, Any]:

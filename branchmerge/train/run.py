@@ -24,6 +24,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from branchmerge.atomic import temp_path, write_json, write_text
+from branchmerge.chat import use_template
 from branchmerge.console import log, verbosity
 from branchmerge.contracts import CurationStats, TrainingStats
 from branchmerge.errors import UserError
@@ -32,7 +33,6 @@ from branchmerge.outdir import claim
 from branchmerge.train.card import training_card
 from branchmerge.train.config import OWN_PACKING, TrainConfig, sft_kwargs
 from branchmerge.train.data import ChatFormat, find_source, load_rows, pack_plain, prepare
-from branchmerge.train.templates import use_template
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
