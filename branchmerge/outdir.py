@@ -7,7 +7,8 @@ Every folder a command writes carries a marker (``.branchmerge.json``: which kin
 - marked by the same kind of run: ``--resume`` continues it; ``--overwrite`` replaces it (only when
   every entry in it is one this kind of run writes, so a file the user put there is never deleted);
   a run that failed before its first result starts afresh without either flag; otherwise refused;
-- anything else (another kind's output, or files branchmerge did not write): refused, untouched.
+- anything else (another kind's output, or a folder without our marker, whatever its files are
+  called: a user's ``stats.json`` looks like ours by name alone): refused, untouched.
 
 Each refusal is one line that names the way out: ``--resume``, ``--overwrite`` or another path.
 """
@@ -27,8 +28,7 @@ from branchmerge.errors import UserError
 
 MARKER = ".branchmerge.json"
 # What each kind of run writes at the top of its folder (fnmatch patterns); ``--overwrite`` removes a
-# folder only when every entry matches, and a folder without a marker counts as ours only when its
-# top-level files include the kind's own record (the first pattern).
+# marked folder only when every entry matches.
 MODEL_FILES = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
@@ -89,7 +89,7 @@ def claim(path: str | Path, kind: str, *, resume: bool = False, overwrite: bool 
             mark(path, kind)
         return False
     names = _entries(path)
-    found = owner(path) or (kind if _legacy(path, kind, names) else None)
+    found = owner(path)
     if found is None:
         shown = ", ".join(repr(n) for n in names[:3]) + (" …" if len(names) > 3 else "")
         raise UserError(f"{flag} {path}: not empty and not written by branchmerge, so not a {kind} run directory "
@@ -109,11 +109,6 @@ def claim(path: str | Path, kind: str, *, resume: bool = False, overwrite: bool 
     raise UserError(f"{flag} {path}: holds a {state} {kind} run; {how}, or choose another folder")
 
 
-def _legacy(path: Path, kind: str, names: list[str]) -> bool:
-    """A folder from a version before markers: ours when its own record is there and nothing foreign."""
-    return _ours(kind, names) and ((path / OWNED[kind][0]).exists() or any(path.glob("shards/part-*.jsonl")))
-
-
 def claim_parent(path: str | Path, child_kind: str, flag: str = "--out") -> None:
     """A folder of per-item run folders (``evaluate --out DIR`` holds DIR/<bench>/): it may already hold
     such folders — adding one is normal use — but nothing else; each child is then ``claim``ed."""
@@ -125,7 +120,7 @@ def claim_parent(path: str | Path, child_kind: str, flag: str = "--out") -> None
         child = path / name
         if any(fnmatch.fnmatch(name, t) for t in TEMPORARY):
             continue
-        if not child.is_dir() or (owner(child) != child_kind and not _legacy(child, child_kind, _entries(child))):
+        if not child.is_dir() or owner(child) != child_kind:
             raise UserError(f"{flag} {path}: holds {name!r}, which is not a {child_kind} folder written by "
                             "branchmerge; nothing was changed — choose a new or empty folder")
 

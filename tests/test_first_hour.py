@@ -76,6 +76,25 @@ def test_every_command_refuses_a_folder_it_did_not_write(bm, model, curated, tmp
     assert snapshot(mine) == before
 
 
+@pytest.mark.parametrize("names", [("README.md", "stats.json"), ("config.json", "model.safetensors", "stats.json")])
+def test_files_named_like_ours_are_not_ours_without_the_marker(bm, model, tmp_path, names):
+    """Only our marker says a folder is ours: a user's README.md and stats.json (even one that reads like
+    a curation record) are never replaced, with or without --overwrite."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in names:
+        (mine / name).write_text('{"kind": "curation"}' if name == "stats.json" else "mine")
+    before = snapshot(mine)
+    src = write_jsonl(tmp_path / "src.jsonl", [{"problem": "1+1?", "answer": "2"}])
+    config = tmp_path / "m.yaml"
+    config.write_text(f"merge_method: linear\nmodels:\n  - model: {model}\n    parameters: {{weight: 1.0}}\n")
+    for args in (["curate", "math", "--source", src, "--out", mine], ["merge", config, mine]):
+        for extra in ([], ["--overwrite"]):
+            line = one_line(*bm(*args, *extra)[::2])
+            assert "not written by branchmerge" in line, line
+            assert snapshot(mine) == before
+
+
 def test_a_failed_training_run_can_be_rerun_with_new_settings(bm, model, curated, tmp_path):
     out = tmp_path / "run"
     line = one_line(*bm("train", "math", "--data", curated, "--base", model, "--out", out, "--set",
