@@ -52,10 +52,24 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     if quiet:
         quiet_third_parties()
     elif not err.is_terminal:  # a log file or a pipe: no carriage-return progress bars from libraries either
-        import os
+        no_library_bars()
 
-        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+def no_library_bars() -> None:
+    """No progress bars from datasets / huggingface_hub (transformers follows the hub's switch), for
+    processes not yet started (the variables) and for libraries already imported, which read the
+    variables only at import (a second command in one process, a notebook)."""
+    import os
+    import sys
+
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
 
 
 def quiet_third_parties() -> None:
@@ -65,13 +79,10 @@ def quiet_third_parties() -> None:
     import warnings
 
     for variable, value in (("TRANSFORMERS_VERBOSITY", "error"), ("DATASETS_VERBOSITY", "error"),
-                            ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
                             ("TQDM_DISABLE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
         os.environ[variable] = value
     os.environ["PYTHONWARNINGS"] = "ignore"  # child processes (recipe stages) too
-    from huggingface_hub.utils import disable_progress_bars  # transformers' own bars follow this switch
-
-    disable_progress_bars()
+    no_library_bars()
     warnings.simplefilter("ignore")
     logging.getLogger().setLevel(logging.ERROR)
     log.setLevel(logging.ERROR)
