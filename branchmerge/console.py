@@ -46,8 +46,9 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
         force=True,
     )
     log.setLevel(level)
-    # one line per HTTP request (httpx, the openai engine) only with -v
-    for name in ("httpx", "httpcore", "urllib3", "filelock"):
+    # one line per HTTP request (httpx, the openai engine) only with -v; connection-level detail with -vv
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose > 0 else logging.WARNING)
+    for name in ("httpcore", "urllib3", "filelock"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
     if quiet:
         quiet_third_parties()

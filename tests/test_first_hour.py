@@ -156,6 +156,12 @@ def test_wrong_paths(bm, model, curated, tmp_path):
     (["verify", "math", "--gold", "1", "--pred", "1", "--science-mode", "loose"], "lenient"),
     (["run", "tinyr1", "--set", "nope=1", "--dry-run"], "nope"),
     (["sandbox", "run", "x.py", "--tests", "t.json", "--timeout-s", "0"], "--timeout-s"),
+    (["merge", "--method", "linear", "--model", "b", "--param", "weight=1", "--device", "banana", "--out", "o"],
+     "--device"),
+    (["curate", "math", "--source", "x.jsonl", "--out", "o", "--decontam", "nosuchbench"], "nosuchbench"),
+    (["curate", "math", "--source", "x.jsonl", "--out", "o", "--decontam", "aime24=missing.jsonl"], "missing.jsonl"),
+    (["evaluate", "--bench", "livecodebench", "--model", "m", "--out", "o", "--release", "v99"], "v99"),
+    (["evaluate", "--bench", "livecodebench", "--model", "m", "--out", "o", "--date-window", "soon"], "--date-window"),
 ])
 def test_bad_numbers_choices_and_keys(bm, tmp_path, monkeypatch, args, expected):
     monkeypatch.chdir(tmp_path)
@@ -168,7 +174,8 @@ def test_built_in_recipe_names_win_over_local_folders(bm, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tinyr1").mkdir()
     code, stdout, err = bm("run", "tinyr1", "--dry-run", "--set", f"out={tmp_path / 'r'}")
-    assert code == 0, err and "curate-math" in stdout
+    assert code == 0, err
+    assert "curate-math" in stdout
 
 
 # -- exit codes mean something ----------------------------------------------------------------------------
@@ -182,6 +189,20 @@ def test_nothing_done_is_not_success(bm, tmp_path):
     code, _, err = bm("verify", "math", errors, "--out", tmp_path / "graded.jsonl")
     assert code != 0 and "Traceback" not in err
     assert "every row" in err or "no row" in err
+
+
+def test_verify_code_that_grades_nothing_is_not_success(bm, tmp_path):
+    rows = write_jsonl(tmp_path / "code.jsonl", [{"completion": "<think>x</think>\n```python\nprint(1)\n```",
+                                                  "reference": "no tests here"}])
+    line = one_line(*bm("verify", "code", rows, "-o", tmp_path / "graded.jsonl")[::2], expected=1)
+    assert "every verdict is 'error'" in line and "tests" in line
+
+
+def test_quiet_leaves_the_result_line_only(bm, tmp_path):
+    rows = write_jsonl(tmp_path / "rows.jsonl", [{"completion": "<think>x</think> \\boxed{2}", "reference": "2"}])
+    code, stdout, err = bm("-q", "verify", "math", rows, "-o", tmp_path / "graded.jsonl")
+    assert code == 0 and err == "", err
+    assert stdout.strip().splitlines() == [f"verify math: 1 row -> {tmp_path / 'graded.jsonl'} (correct 1)"]
 
 
 def test_verify_file_mode_reads_every_row_format_and_refuses_foreign_output(bm, tmp_path):

@@ -84,7 +84,10 @@ def test_an_interrupted_stage_is_resumed_not_refused(tmp_path, tiny_model):
         f"  - {{id: ev, command: evaluate, options: {{bench: aime24, data: '{BENCHMARKS}/aime24.jsonl', "
         f"model: '{tiny_model}', n: 1, max_tokens: 4, limit: 2, out: '{out}'}}, done: '{out}/aime24/summary.json'}}\n",
     )
+    from branchmerge.outdir import mark
+
     (out / "aime24" / "shards").mkdir(parents=True)
-    (out / "aime24" / "shards" / "part-00000.jsonl").write_text("")  # what a kill right after start leaves
+    mark(out / "aime24", "evaluation-bench")  # what a kill right after start leaves: the claim, an empty shard
+    (out / "aime24" / "shards" / "part-00000.jsonl").write_text("")
     run(load_recipe(recipe), app)
     assert (out / "aime24" / "summary.json").exists()

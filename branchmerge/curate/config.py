@@ -109,7 +109,10 @@ class CurateConfig:
     def __post_init__(self) -> None:
         settings.validate(self)
         if self.decontam is not None:
+            from branchmerge.curate.decontam import check_specs
+
             self.decontam = [d for d in self.decontam if d.lower() != "none"]
+            check_specs(self.decontam)
         if self.resume and self.overwrite:
             raise UserError("--resume and --overwrite exclude each other: continue the run, or replace it")
 

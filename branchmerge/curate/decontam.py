@@ -54,6 +54,21 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
+def check_specs(specs: list[str]) -> None:
+    """Refuse a benchmark name the registry does not know, or a local file that is not there, before any
+    work (a load that fails later for want of network is a loud warning instead: see ``build_index``)."""
+    from branchmerge.benchmarks.registry import is_file_ref, resolve
+    from branchmerge.errors import UserError
+
+    for spec in specs:
+        name, data = parse_spec(spec)
+        if data is not None:
+            if not Path(data).is_file():
+                raise UserError(f"--decontam {spec}: {data} is not a file")
+        elif not is_file_ref(name):
+            resolve(name)  # an unknown name: one line with the valid ones
+
+
 def build_index(specs: list[str], n: int) -> BenchmarkIndex:
     index = BenchmarkIndex(n)
     chunks: list[np.ndarray] = []

@@ -44,3 +44,5 @@ class Options:
 
     def __post_init__(self) -> None:
         settings.validate(self)
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise UserError(f"--device {self.device!r}: expected cpu, cuda or cuda:N")

@@ -20,7 +20,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from branchmerge.console import err, out
+from branchmerge.console import err, out, verbosity
 from branchmerge.errors import UserError, did_you_mean
 from branchmerge.pipeline.plan import StagePlan, command_line, missing_keys, plan_recipe, python_argv
 from branchmerge.pipeline.plan import as_json as plan_json
@@ -127,7 +127,9 @@ def run(recipe: Recipe, app: typer.Typer, dry_run: bool = False, as_json: bool =
     if as_json:
         print(json.dumps(plan_json(recipe, plans), indent=2, ensure_ascii=False))
         return []
-    print_plan(recipe, plans)
+    quiet = verbosity() < 0
+    if dry_run or not quiet:  # -q: the stages' own result lines only
+        print_plan(recipe, plans)
     if dry_run:
         return []
     if before_first is not None:
@@ -136,14 +138,18 @@ def run(recipe: Recipe, app: typer.Typer, dry_run: bool = False, as_json: bool =
     ran = []
     for i, stage in enumerate(recipe.stages, 1):
         if stage.done.exists():
-            err.print(f"[dim]{i}/{len(recipe.stages)} {stage.id}: done ({stage.done}), skipped[/]")
+            if not quiet:
+                err.print(f"[dim]{i}/{len(recipe.stages)} {stage.id}: done ({stage.done}), skipped[/]")
             continue
         argv = python_argv(stage)
+        if quiet and not stage.launcher:
+            argv.insert(3, "-q")  # python -m branchmerge -q COMMAND ...
         out_dir = stage.options.get("out")
         if out_dir and Path(str(out_dir)).exists() and "--resume" in flags(app, stage):
             argv.append("--resume")  # an interrupted stage continues where it stopped
-        err.rule(f"{i}/{len(recipe.stages)} {stage.id}")
-        err.print(f"[dim]$ {shlex.join(argv)}[/]", highlight=False)
+        if not quiet:
+            err.rule(f"{i}/{len(recipe.stages)} {stage.id}")
+            err.print(f"[dim]$ {shlex.join(argv)}[/]", highlight=False)
         start = time.monotonic()
         code = subprocess.call(argv, env=env)
         if code != 0:
@@ -154,6 +160,7 @@ def run(recipe: Recipe, app: typer.Typer, dry_run: bool = False, as_json: bool =
             )
         if not stage.done.exists():
             raise UserError(f"stage {stage.id!r} exited 0 but did not write {stage.done}", exit_code=1)
-        err.print(f"[green]{stage.id}[/] finished in {time.monotonic() - start:.1f}s")
+        if not quiet:
+            err.print(f"[green]{stage.id}[/] finished in {time.monotonic() - start:.1f}s")
         ran.append(stage.id)
     return ran

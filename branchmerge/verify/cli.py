@@ -150,17 +150,25 @@ def _verify_file(domain: str, in_path: Path, out_path: Path, workers: int | None
     with temp_path(out_path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for row in written:
             fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    if all(r["verdict"] == "error" for r in written):  # written for inspection, but nothing was graded
+        first = (written[0].get("verdict_detail") or {}).get("error") or "no detail"
+        raise UserError(f"{in_path}: no row could be graded, every verdict is 'error' (first: {first}); the rows "
+                        f"are in {out_path}", exit_code=1)
     _summary(domain, written, out_path)
 
 
 def _summary(domain: str, rows: list[dict[str, Any]], out_path: Path) -> None:
     from rich.table import Table
 
-    from branchmerge.console import err
+    from branchmerge.console import err, result, verbosity
     from branchmerge.records import VERDICTS
 
     n = len(rows)
     counts = Counter(r["verdict"] for r in rows)
+    result(f"verify {domain}: {n} row{'s' if n != 1 else ''} -> {out_path} ("
+           + ", ".join(f"{v} {counts[v]}" for v in VERDICTS if counts[v]) + ")")
+    if verbosity() < 0:  # -q: the result line only
+        return
     table = Table(title=f"verify {domain}: {n} rows -> {out_path}")
     table.add_column("verdict")
     table.add_column("rows", justify="right")
