@@ -151,6 +151,9 @@ def speed(args: argparse.Namespace) -> None:
     print(f"\n== speed ({args.shape} shape) ==\n{len(golds)} MATH-500 answers x {samples} completions "
           f"({args.wrong_rate:.0%} wrong, {mean_chars:.0f} chars each) = {len(pairs)} pairs "
           f"({len(set(pairs))} distinct, {len(answers)} distinct (gold, answer))")
+    startup = fresh_workers(args.workers)
+    print(f"grading workers started afresh: {startup:.2f} s (math-verify and sympy imported in each; once per "
+          "process, not per batch: not in the figures below, as the plain loop's import is not in its own)")
     cold = measure(pairs, args.workers, "cold: fresh workers, empty caches")
     # A second batch (new draws, verdict cache emptied) in the same process: our workers are
     # kept alive with warm parsers, and the plain loop's process is just as warm.
@@ -160,6 +163,19 @@ def speed(args: argparse.Namespace) -> None:
     warm = measure(build_pairs(golds, samples, args.wrong_rate, seed=1, **extra), args.workers,
                    "warm: second batch, verdict cache emptied")
     print(f"ratio: cold {cold:.1f}x, warm {warm:.1f}x (load average now {os.getloadavg()[0]:.1f})")
+
+
+def fresh_workers(workers: int) -> float:
+    """Stop any kept-alive grading workers (an earlier mode warmed them) and start new ones: seconds
+    until they have answered a first full check each (their imports done, their caches empty)."""
+    from branchmerge.verify import grade_rows
+    from branchmerge.verify.grader import close_pools
+
+    close_pools()
+    start = time.perf_counter()
+    grade_rows([{"domain": "math", "completion": f"<think>.</think> $\\boxed{{1+y^{{{k}}}}}$",
+                 "reference": f"y^{{{k}}}+1"} for k in range(2, 2 + 2 * workers)], workers=workers, gold_format="latex")
+    return time.perf_counter() - start
 
 
 def peer(path: Path, workers: int) -> None:
