@@ -63,6 +63,24 @@ def test_threads_count_towards_cpu_time(tier, tmp_path, host):
     assert result["verdict"] == "time_limit" and result["tests"][0]["cpu_s"] >= 1.0
 
 
+UNREAPED_WORKERS = (
+    "import os, time\nr, w = os.pipe()\nfor _ in range(2):\n    if os.fork() == 0:\n"
+    "        end = time.process_time() + 0.9\n        while time.process_time() < end:\n            pass\n"
+    "        os.write(w, b'x')\n        os._exit(0)\nos.read(r, 1)\nos.read(r, 1)\nprint(input())\nos._exit(0)\n"
+)
+
+
+@pytest.mark.parametrize("tier", SAFE_PARAMS)
+def test_cpu_of_workers_it_never_reaps_counts(tier, tmp_path, host, cgroup_mode):
+    """Two forked workers burn 0.9 s of CPU each and are never waited for: the test process's own CPU
+    time is ~0, the solution's is 1.8 s, over the 1 s limit."""
+    if cgroup_mode == "no-cgroup":
+        pytest.skip("without a cgroup CPU is counted per process only (sandbox doctor says so)")
+    result = run_in(tier, tmp_path, UNREAPED_WORKERS)
+    assert result["verdict"] == "time_limit", result
+    assert "processes together" in result["tests"][0]["detail"]
+
+
 @pytest.mark.parametrize("tier", SAFE_PARAMS)
 def test_one_gigabyte_of_output(tier, tmp_path, host):
     code = "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(chunk)\n"

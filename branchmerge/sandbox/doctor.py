@@ -46,13 +46,15 @@ COVERAGE = {
 
 CGROUP_COVERS = (
     "memory of the whole solution (every process, and the shmem, memfd and tmpfs pages it makes; the compiler "
-    "too), processes and threads (pids.max), CPU time accounted; memory_limit from the kernel's OOM-kill count"
+    "too), processes and threads (pids.max), CPU time of every process per test (children it never reaps "
+    "included: time_limit when they together exceed the limit); memory_limit from the kernel's OOM-kill count"
 )
 FALLBACK = (
     "no cgroup: memory is capped per process only (RLIMIT_AS = 2x the limit + 256 MiB; memory_limit when a "
     "process's peak RSS goes over the limit), so several processes or memfds together can exceed it; "
     "processes are capped by RLIMIT_NPROC only as root (a uid per sandbox); in the landlock tier the files it "
-    "writes have no total cap (RLIMIT_FSIZE per file only)"
+    "writes have no total cap (RLIMIT_FSIZE per file only); CPU time counts the test process and the children "
+    "it reaps only"
 )
 
 

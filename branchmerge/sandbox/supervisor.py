@@ -25,6 +25,7 @@ from branchmerge.sandbox.warm import Launcher
 
 STARTUP_S = 20.0  # the harness must be up and the code compiled within this
 SLACK_S = 10.0  # beyond a test's wall-clock cap before the supervisor gives up on the harness
+GROUP_CPU_SLACK_S = 0.1  # the harness's own fork and bookkeeping per test, charged to the same cgroup
 
 
 def _execute(
@@ -95,14 +96,21 @@ def _files_mb(session: Session, disk_mb: int) -> float:
 def _run_cases(session: Session, suite: Suite, limits: Limits, result: Result) -> None:
     last_stderr = ""
     ooms_before = session.oom_kills()  # one read per test: what one test ends with, the next starts with
+    cpu_before = session.group.cpu_s() if session.group else 0.0
     for index, case in enumerate(suite.cases):
         sent = session.channel.send(case.send)
         deadline = time.monotonic() + wall_cap(float(limits.timeout_s)) + SLACK_S
         reply = session.channel.recv(REPLY_FIELDS, deadline) if sent else "eof"
         ooms_after = session.oom_kills()
         ooms, ooms_before = ooms_after - ooms_before, ooms_after
+        cpu_after = session.group.cpu_s() if session.group else 0.0
+        group_cpu, cpu_before = cpu_after - cpu_before, cpu_after
         if isinstance(reply, dict):
             name, why = verdict(case, suite.mode, reply, limits, ooms)
+            if name == "accepted" and group_cpu > float(limits.timeout_s) + GROUP_CPU_SLACK_S:
+                # children it never reaped are not in the test process's own CPU time; the cgroup counts them
+                name, why = "time_limit", (f"its processes together used {group_cpu:.2f}s of CPU; the limit is "
+                                           f"{float(limits.timeout_s):g}s")
             files_mb = _files_mb(session, int(limits.disk_mb)) if name == "accepted" else 0.0
             if files_mb > int(limits.disk_mb):  # the landlock tier has no tmpfs to fill up
                 name, why = "runtime_error", f"its files take {files_mb:.0f} MB; the limit is {int(limits.disk_mb)} MB"
