@@ -37,9 +37,11 @@ class Executor(Protocol):
     name: str
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], num_cpus: float = 1,
-            label: str = "", env: dict[str, str] | None = None) -> Iterator[tuple[int, Any]]:
+            label: str = "", env: dict[str, str] | None = None, most_in_flight: int | None = None,
+            ) -> Iterator[tuple[int, Any]]:
         """``(index, fn(item))`` for every item, in the order they finish (``env``: environment
-        variables the function needs where it runs)."""
+        variables the function needs where it runs; ``most_in_flight``: items running at once at
+        most, for work whose limit is outside the cluster, such as a server's concurrency)."""
         ...
 
     def slots(self, num_cpus: float = 1) -> int:
@@ -82,7 +84,8 @@ class LocalExecutor:
         return 1
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], num_cpus: float = 1,
-            label: str = "", env: dict[str, str] | None = None) -> Iterator[tuple[int, Any]]:
+            label: str = "", env: dict[str, str] | None = None, most_in_flight: int | None = None,
+            ) -> Iterator[tuple[int, Any]]:
         for index, item in enumerate(items):
             yield index, fn(item)
 
@@ -135,12 +138,15 @@ class RayExecutor:
         return self._remotes[key]
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], num_cpus: float = 1,
-            label: str = "", env: dict[str, str] | None = None) -> Iterator[tuple[int, Any]]:
+            label: str = "", env: dict[str, str] | None = None, most_in_flight: int | None = None,
+            ) -> Iterator[tuple[int, Any]]:
         ray = self.ray
         remote = self._remote(fn, num_cpus)
         if env:
             remote = remote.options(runtime_env={"env_vars": dict(env)})
         window = self.max_in_flight or 2 * self.slots(num_cpus)
+        if most_in_flight:
+            window = min(window, max(1, most_in_flight))
         flying: dict[Any, int] = {}
         failures: list[str] = []
         nxt = 0

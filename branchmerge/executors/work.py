@@ -138,6 +138,19 @@ class RayTaskEngine:
                 "fan_out": {"executor": self.executor.name, "samples_per_task": self.chunk,
                             "num_cpus_per_task": self.num_cpus}}
 
+    def tasks_in_flight(self) -> int | None:
+        """Tasks running at once so that the fleet's servers see about ``concurrency`` requests each: every
+        task builds its own fleet, which spreads its ``chunk`` requests over the servers, so the
+        per-server limit holds across tasks only when the tasks together stay within it."""
+        if self.name != "openai":
+            return None
+        from branchmerge.engines.openai import split_urls
+
+        base_url = self.options.get("base_url")
+        servers = len(split_urls(base_url)) if base_url else 1
+        per_server = int(self.options.get("concurrency") or 8)
+        return max(1, -(-per_server * servers // self.chunk))
+
     def env(self) -> dict[str, str]:
         """The API key's variable, passed to the workers (a remote node does not have the driver's)."""
         var = self.options.get("api_key_env")
@@ -163,7 +176,8 @@ class RayTaskEngine:
         with progress() as bar:
             task = bar.add_task(f"{self.name} {self.model} on {self.executor.name}", total=len(work))
             for _, (completions, error) in self.executor.map(_generate_chunk, items, num_cpus=self.num_cpus,
-                                                             label="generation", env=self.env()):
+                                                             label="generation", env=self.env(),
+                                                             most_in_flight=self.tasks_in_flight()):
                 for completion in completions:
                     results.add(completion)
                 if error:
