@@ -31,6 +31,28 @@ def default_responder(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class PeakCounter:
+    """Responders that count how many requests each named server holds at once (``peak[name]``)."""
+
+    def __init__(self, delay_s: float = 0.05) -> None:
+        self.peak: dict[str, int] = {}
+        self.now: dict[str, int] = {}
+        self.delay_s = delay_s
+        self.lock = threading.Lock()
+
+    def responder(self, name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def respond(body: dict[str, Any]) -> dict[str, Any]:
+            with self.lock:
+                self.now[name] = self.now.get(name, 0) + 1
+                self.peak[name] = max(self.peak.get(name, 0), self.now[name])
+            time.sleep(self.delay_s)
+            with self.lock:
+                self.now[name] -= 1
+            return default_responder(body)
+
+        return respond
+
+
 def _prompt_of(body: dict[str, Any]) -> str:
     if "messages" in body:
         users = [m["content"] for m in body["messages"] if m.get("role") == "user"]

@@ -66,7 +66,7 @@ def test_threads_count_towards_cpu_time(tier, tmp_path, host):
 UNREAPED_WORKERS = (
     "import os, time\nr, w = os.pipe()\nfor _ in range(2):\n    if os.fork() == 0:\n"
     "        end = time.process_time() + 0.9\n        while time.process_time() < end:\n            pass\n"
-    "        os.write(w, b'x')\n        os._exit(0)\nos.read(r, 1)\nos.read(r, 1)\nprint(input())\nos._exit(0)\n"
+    "        os.write(w, b'x')\n        os._exit(0)\nos.read(r, 1)\nos.read(r, 1)\nprint(input(), flush=True)\nos._exit(0)\n"
 )
 
 

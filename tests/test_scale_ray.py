@@ -224,32 +224,16 @@ def test_killed_worker_then_killed_driver_lose_nothing_after_resume(tmp_path):
 def test_fleet_concurrency_is_per_server_across_ray_tasks():
     """Every Ray task builds its own fleet: the tasks in flight are capped so that each server still
     sees at most ``concurrency`` requests at once."""
-    import threading
-
     from branchmerge.engines.base import Request, SamplingParams
     from branchmerge.executors import get_executor
     from branchmerge.executors.work import RayTaskEngine
-    from tests.openai_server import default_responder
+    from tests.openai_server import PeakCounter
 
-    peak: dict[str, int] = {}
-    now: dict[str, int] = {}
-    lock = threading.Lock()
-
-    def counting(name):
-        def respond(body):
-            with lock:
-                now[name] = now.get(name, 0) + 1
-                peak[name] = max(peak.get(name, 0), now[name])
-            time.sleep(0.05)
-            with lock:
-                now[name] -= 1
-            return default_responder(body)
-        return respond
-
-    with ChatServer(responder=counting("a")) as a, ChatServer(responder=counting("b")) as b:
+    counter = PeakCounter()
+    with ChatServer(responder=counter.responder("a")) as a, ChatServer(responder=counter.responder("b")) as b:
         engine = RayTaskEngine(get_executor("ray"), "openai", "m",
                                {"base_url": [a.url, b.url], "concurrency": 2, "timeout_s": 10.0})
         requests = [Request(f"r{i}", messages=[{"role": "user", "content": f"q{i}"}]) for i in range(40)]
         got = engine.generate(requests, SamplingParams(n=1, max_tokens=8))
     assert len(got) == 40
-    assert set(peak) == {"a", "b"} and max(peak.values()) <= 2, peak
+    assert set(counter.peak) == {"a", "b"} and max(counter.peak.values()) <= 2, counter.peak

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import sys
-import threading
 import time
 
 import pytest
@@ -15,7 +14,7 @@ from branchmerge.engines.openai import Fleet, OpenAIEngine, is_loopback, split_u
 from branchmerge.engines.vllm import plan_chunks, run_in_chunks
 from branchmerge.errors import UserError
 from branchmerge.executors import LocalExecutor, chunked, get_executor
-from tests.openai_server import ChatServer, default_responder
+from tests.openai_server import ChatServer, PeakCounter
 
 
 def _dead_url() -> str:
@@ -46,27 +45,13 @@ def test_split_urls_and_loopback_of_a_fleet():
 
 
 def test_concurrency_is_per_server_and_both_servers_work():
-    peak: dict[str, int] = {}
-    now: dict[str, int] = {}
-    lock = threading.Lock()
-
-    def counting(name):
-        def respond(body):
-            with lock:
-                now[name] = now.get(name, 0) + 1
-                peak[name] = max(peak.get(name, 0), now[name])
-            time.sleep(0.05)
-            with lock:
-                now[name] -= 1
-            return default_responder(body)
-        return respond
-
-    with ChatServer(responder=counting("a")) as a, ChatServer(responder=counting("b")) as b:
+    counter = PeakCounter()
+    with ChatServer(responder=counter.responder("a")) as a, ChatServer(responder=counter.responder("b")) as b:
         engine = _engine([a.url, b.url], concurrency=2)
         got = engine.generate(_requests(24), SamplingParams(n=1, max_tokens=8))
         engine.close()
     assert len(got) == 24 and a.total_requests + b.total_requests == 24
-    assert peak == {"a": 2, "b": 2}  # each server had its own two slots, and used them
+    assert counter.peak == {"a": 2, "b": 2}  # each server had its own two slots, and used them
 
 
 def test_a_dead_server_is_taken_out_of_rotation():
