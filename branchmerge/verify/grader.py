@@ -229,9 +229,24 @@ def _check_item(item: tuple[str, str, str, dict[str, Any]], timeout: float | Non
     return math_check.timed_check(item, timeout)
 
 
+# One pair per answer shape that makes sympy import or build something on first use (relations,
+# intervals and sets, tuples, matrices, complex numbers, polynomials, units): paid while the worker
+# starts, in parallel with the caller's string work, instead of inside the first real checks.
+WARM_UP = (
+    ("\\frac{1}{2}", "x+0.5"), ("y = 3x - 1", "y = 3x"), ("x \\in [0,5]", "[0,4]"),
+    ("(-\\infty, -1) \\cup (4, \\infty)", "(-\\infty, 4)"), ("\\left( 2, \\frac{\\pi}{3} \\right)", "(2, \\pi/4)"),
+    ("\\{2\\pm\\sqrt{3}, 5\\}", "\\{2, 5\\}"), ("\\begin{pmatrix} 3 \\\\ 4 \\end{pmatrix}", "\\begin{pmatrix} 3 \\\\ 5 \\end{pmatrix}"),
+    ("2 + 3i", "2 - 3i"), ("x^2-4x+1", "x^2-4x"), ("45^\\circ", "\\pi/3"), ("\\text{north}", "\\text{south}"),
+)
+
+
 def warm_up() -> None:
     """Called once by each pool worker before its first item."""
-    math_check.full_check("\\frac{1}{2}", "x+0.5", "latex")
+    for gold, pred in WARM_UP:
+        try:
+            math_check.full_check(gold, pred, "latex")
+        except Exception:  # a warm-up must never stop a worker  # noqa: BLE001
+            pass
 
 
 def _lost(item: Any, why: str) -> dict[str, Any]:
