@@ -91,3 +91,21 @@ def test_an_interrupted_stage_is_resumed_not_refused(tmp_path, tiny_model):
     (out / "aime24" / "shards" / "part-00000.jsonl").write_text("")
     run(load_recipe(recipe), app)
     assert (out / "aime24" / "summary.json").exists()
+
+
+def test_quiet_runs_pass_quiet_to_their_stages_but_not_to_a_launcher(tmp_path):
+    import sys
+
+    from branchmerge.pipeline.plan import python_argv
+
+    recipe = load_recipe(_recipe(
+        tmp_path,
+        "  - {id: a, command: [verify, math], options: {gold: '1', pred: '1'}, done: x}\n"
+        "  - {id: b, command: [verify, math], options: {gold: '1', pred: '1'}, done: y,\n"
+        "     launcher: [branchmerge, launch, --cpu, --]}\n",
+    ))
+    plain, launched = recipe.stages
+    assert python_argv(plain, quiet=True)[:4] == [sys.executable, "-m", "branchmerge", "-q"]
+    assert "-q" not in python_argv(plain)
+    assert python_argv(launched, quiet=True)[:4] == ["branchmerge", "launch", "--cpu", "--"]
+    assert "-q" not in python_argv(launched, quiet=True)

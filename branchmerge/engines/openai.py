@@ -61,6 +61,9 @@ def split_urls(base_url: str | Sequence[str]) -> list[str]:
     return urls
 
 
+DEFAULT_CONCURRENCY = 8  # requests in flight per server
+
+
 class Endpoint:
     """One server of the fleet and what the engine knows about its health."""
 
@@ -149,7 +152,7 @@ class OpenAIEngine:
         model: str,
         base_url: str | Sequence[str] = "https://api.openai.com/v1",
         api_key_env: str = "OPENAI_API_KEY",
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_CONCURRENCY,
         timeout_s: float = 600.0,
         max_retries: int = 8,
         backoff_s: float = 1.0,

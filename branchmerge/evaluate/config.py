@@ -70,10 +70,9 @@ class EvaluateConfig:
             raise UserError("--model is required (a path, a Hub id, or the served name with --engine openai)")
         if self.base_url and self.engine != "openai":
             raise UserError("--base-url applies to --engine openai only")
-        if self.release or (self.date_window and self.date_window != "all"):  # before any download
-            from branchmerge.benchmarks.loaders import lcb_release_files, parse_window
+        from branchmerge.benchmarks import loaders  # bad LiveCodeBench selections fail before any download
 
-            if self.release:
-                lcb_release_files(self.release)
-            if self.date_window and self.date_window != "all":
-                parse_window(self.date_window)
+        if self.release:
+            loaders.lcb_release_files(self.release)
+        if self.date_window not in (None, "all"):
+            loaders.parse_window(self.date_window)

@@ -144,11 +144,11 @@ class RayTaskEngine:
         per-server limit holds across tasks only when the tasks together stay within it."""
         if self.name != "openai":
             return None
-        from branchmerge.engines.openai import split_urls
+        from branchmerge.engines.openai import DEFAULT_CONCURRENCY, split_urls
 
         base_url = self.options.get("base_url")
         servers = len(split_urls(base_url)) if base_url else 1
-        per_server = int(self.options.get("concurrency") or 8)
+        per_server = int(self.options.get("concurrency") or DEFAULT_CONCURRENCY)
         return max(1, -(-per_server * servers // self.chunk))
 
     def env(self) -> dict[str, str]:

@@ -204,5 +204,8 @@ def command_line(plan: StagePlan) -> str:
     return f"{head} {shlex.join(plan.stage.argv())}"
 
 
-def python_argv(stage: Stage) -> list[str]:
-    return [*(stage.launcher or [sys.executable, "-m", "branchmerge"]), *stage.argv()]
+def python_argv(stage: Stage, quiet: bool = False) -> list[str]:
+    """The stage's process: its launcher, or this interpreter's ``branchmerge`` (with ``-q`` when quiet)."""
+    if stage.launcher:
+        return [*stage.launcher, *stage.argv()]
+    return [sys.executable, "-m", "branchmerge", *(["-q"] if quiet else []), *stage.argv()]

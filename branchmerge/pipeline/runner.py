@@ -141,9 +141,7 @@ def run(recipe: Recipe, app: typer.Typer, dry_run: bool = False, as_json: bool =
             if not quiet:
                 err.print(f"[dim]{i}/{len(recipe.stages)} {stage.id}: done ({stage.done}), skipped[/]")
             continue
-        argv = python_argv(stage)
-        if quiet and not stage.launcher:
-            argv.insert(3, "-q")  # python -m branchmerge -q COMMAND ...
+        argv = python_argv(stage, quiet)
         out_dir = stage.options.get("out")
         if out_dir and Path(str(out_dir)).exists() and "--resume" in flags(app, stage):
             argv.append("--resume")  # an interrupted stage continues where it stopped
