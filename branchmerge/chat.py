@@ -51,19 +51,27 @@ NAMED = {"qwen": QWEN, "chatml": CHATML}
 CHOICES = ("model", *NAMED, "PATH.jinja")
 
 
-def use_template(tokenizer: Any, choice: str) -> list[int]:
-    """Install the template ``choice`` on ``tokenizer``; return the extra ids that end an assistant turn."""
-    if choice == "model":
-        return []
-    if choice in NAMED:
-        tokenizer.chat_template = NAMED[choice]
-        return [_single_token(tokenizer, IM_END, choice)]
+def template_file(choice: str) -> Path | None:
+    """The ``.jinja`` file ``choice`` names (None for model, qwen, chatml); a bad choice is a UserError,
+    so a command can refuse it before any work."""
+    if choice == "model" or choice in NAMED:
+        return None
     path = Path(choice).expanduser()
     if path.suffix != ".jinja":
         raise UserError(f"chat_template {choice!r}: expected one of model, qwen, chatml, or a .jinja file")
     if not path.is_file():
         raise UserError(f"chat_template {choice}: no such file")
-    tokenizer.chat_template = path.read_text("utf-8")
+    return path
+
+
+def use_template(tokenizer: Any, choice: str) -> list[int]:
+    """Install the template ``choice`` on ``tokenizer``; return the extra ids that end an assistant turn."""
+    path = template_file(choice)
+    if path is not None:
+        tokenizer.chat_template = path.read_text("utf-8")
+    elif choice in NAMED:
+        tokenizer.chat_template = NAMED[choice]
+        return [_single_token(tokenizer, IM_END, choice)]
     return []
 
 

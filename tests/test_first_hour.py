@@ -159,6 +159,8 @@ def test_wrong_paths(bm, model, curated, tmp_path):
     (["merge", "--method", "linear", "--model", "b", "--param", "weight=1", "--device", "banana", "--out", "o"],
      "--device"),
     (["curate", "math", "--source", "x.jsonl", "--out", "o", "--decontam", "nosuchbench"], "nosuchbench"),
+    (["curate", "math", "--source", "x.jsonl", "--out", "o", "--chat-template", "chatlm"], "chatml"),
+    (["curate", "math", "--source", "x.jsonl", "--out", "o", "--chat-template", "missing.jinja"], "missing.jinja"),
     (["curate", "math", "--source", "x.jsonl", "--out", "o", "--decontam", "aime24=missing.jsonl"], "missing.jsonl"),
     (["evaluate", "--bench", "livecodebench", "--model", "m", "--out", "o", "--release", "v99"], "v99"),
     (["evaluate", "--bench", "livecodebench", "--model", "m", "--out", "o", "--date-window", "soon"], "--date-window"),

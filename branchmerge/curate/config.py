@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from branchmerge import settings
+from branchmerge.chat import template_file
 from branchmerge.errors import UserError
 from branchmerge.executors import EXECUTORS
 from branchmerge.records import DOMAINS
@@ -108,6 +109,7 @@ class CurateConfig:
 
     def __post_init__(self) -> None:
         settings.validate(self)
+        template_file(self.chat_template)  # a bad template is refused before any folder is made
         if self.decontam is not None:
             from branchmerge.curate.decontam import check_specs
 
