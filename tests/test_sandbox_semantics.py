@@ -12,6 +12,7 @@ from branchmerge.errors import UserError
 from branchmerge.sandbox import Limits, run, run_many
 from branchmerge.sandbox.cases import parse_tests
 from branchmerge.sandbox.compare import compare_call, compare_stdio
+from branchmerge.sandbox.harness import code_names
 from tests.sandbox_helpers import AB, AB_OK, TWO_SUM, VERDICT_CASES, VERDICT_IDS
 
 FAST = Limits(timeout_s=2)  # CPU seconds: slow cases run far longer
@@ -125,6 +126,36 @@ def test_runner_quirk_programs_pass(code):
     tests = {"inputs": ["2\n3\n"], "outputs": ["5\n"]}
     result = run(code, tests, FAST)
     assert result.verdict == "accepted", (result.detail, result.stderr)
+
+
+def test_prelude_names_come_from_global_lookups_only():
+    """`x.split()` is an attribute, not re's `split`: only names the bytecode looks up as globals
+    (in functions, classes and comprehensions too, past 256 names) choose the prelude's modules."""
+    code = compile(
+        "\n".join(f"v{i} = {i}" for i in range(300))
+        + "\nwords = input().split()\nclass A:\n    q: List[int] = []\n"
+        "    def f(self):\n        return [gcd(a, b) for a, b in zip(words, words)]\nprint(Counter(words))\n",
+        "<s>", "exec", dont_inherit=True,
+    )  # fmt: skip
+    names = code_names(code)
+    assert {"input", "List", "gcd", "zip", "print", "Counter"} <= names
+    assert not {"split", "q", "f"} & names
+    assert {"eval", "getattr"} <= code_names(compile("import __main__\nprint(__main__.deque)\n", "<s>", "exec", dont_inherit=True))
+
+
+def test_child_starts_as_python3_would():
+    """What the harness prepares before forking (streams, module, collector off) is what a
+    python3 process reading a file and writing to pipes would have."""
+    code = (
+        "import gc, sys\nx = input().split()\n"
+        "print(gc.isenabled(), sys.stdin.seekable(), sys.stdout.seekable(), sys.stderr.seekable(),"
+        " 're' in sys.modules, __name__, sum(map(int, x)))\n"
+    )
+    result = run(code, {"inputs": ["2 3\n"], "outputs": ["True True False False False __main__ 5\n"]}, FAST)
+    assert result.verdict == "accepted", (result.tests, result.stderr)
+    # a bare `split` is re's, as with LiveCodeBench's `from re import *`
+    result = run("print(split(',', input()))\n", {"inputs": ["a,b\n"], "outputs": ["['a', 'b']\n"]}, FAST)
+    assert result.verdict == "accepted", (result.tests, result.stderr)
 
 
 # How a program ends, as plain CPython would have it (the harness does not tear the interpreter

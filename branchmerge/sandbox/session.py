@@ -44,9 +44,10 @@ EXCERPT = 2000
 # (bwrap's and unshare's own processes included) starts outside
 GATE = ["/bin/sh", "-c", 'read -r _ && exec "$@"', "sh"]
 # what ``python -c`` runs in the sandbox: read the harness's code object (length-prefixed marshal,
-# made by this same interpreter) from the protocol pipe and run it as __main__
+# made by this same interpreter) from the protocol pipe and run it as __main__; with the cyclic
+# garbage collector off (see ``harness.main``) from the first allocation on
 BOOT = (
-    "import marshal, os\nn = int.from_bytes(os.read(0, 4), 'big')\nb = b''\n"
+    "import gc, marshal, os\ngc.disable()\nn = int.from_bytes(os.read(0, 4), 'big')\nb = b''\n"
     "while len(b) < n:\n    c = os.read(0, n - len(b))\n    if not c:\n        raise SystemExit(1)\n    b += c\n"
     "exec(marshal.loads(b))\n"
 )
