@@ -204,6 +204,16 @@ class Group:
     def __init__(self, dirs: dict[str, Path], version: int, limits: tuple[int, int] = (0, 0)) -> None:
         self.dirs, self.version, self.limits = dirs, version, limits
         self._oom_base, self._cpu_base = 0, 0.0
+        self._fds: dict[str, int] = {}
+        self._members = [os.path.join(path, "cgroup.procs") for path in sorted(set(map(str, dirs.values())))]
+
+    def _read(self, controller: str, name: str) -> str:
+        """A control file's text. The counters are read after every test, so their files stay open
+        (a pread at 0 makes the kernel render them afresh) until the cgroup is removed."""
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = self._fds[name] = os.open(self.dirs[controller] / name, os.O_RDONLY | os.O_CLOEXEC)
+        return os.pread(fd, 1 << 16, 0).decode()
 
     @classmethod
     def create(cls, memory_bytes: int, pids: int) -> Group:
@@ -250,13 +260,13 @@ class Group:
 
     def _empty(self) -> bool:
         try:
-            return all(not (path / "cgroup.procs").read_text().strip() for path in set(self.dirs.values()))
-        except OSError:
+            return not any(_pids(procs) for procs in self._members)
+        except (OSError, ValueError):
             return False
 
     def attach(self, pid: int) -> None:
-        for path in set(self.dirs.values()):
-            _write(path / "cgroup.procs", pid)
+        for procs in self._members:
+            _write(procs, pid)
 
     def oom_kills(self) -> int:
         """The kernel's count of OOM kills in this cgroup since it was handed out."""
@@ -265,7 +275,7 @@ class Group:
     def _raw_oom_kills(self) -> int:
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         try:
-            for line in (self.dirs["memory"] / name).read_text().splitlines():
+            for line in self._read("memory", name).splitlines():
                 key, _, value = line.partition(" ")
                 if key == "oom_kill":
                     return int(value)
@@ -281,11 +291,11 @@ class Group:
     def _raw_cpu_s(self) -> float:
         try:
             if self.version == 2:
-                for line in (self.dirs["cpu"] / "cpu.stat").read_text().splitlines():
+                for line in self._read("cpu", "cpu.stat").splitlines():
                     if line.startswith("usage_usec "):
                         return int(line.split()[1]) / 1e6
             elif "cpu" in self.dirs:
-                return int((self.dirs["cpu"] / "cpuacct.usage").read_text()) / 1e9
+                return int(self._read("cpu", "cpuacct.usage")) / 1e9
         except (OSError, ValueError, IndexError):
             pass
         return 0.0
@@ -294,7 +304,7 @@ class Group:
         """All the memory charged to it now (processes, files, page cache); inf when unreadable."""
         name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
         try:
-            return int((self.dirs["memory"] / name).read_text()) / (1 << 20)
+            return int(self._read("memory", name)) / (1 << 20)
         except (OSError, ValueError):
             return float("inf")
 
@@ -302,7 +312,7 @@ class Group:
         """Its tmpfs files, memfds and shared memory: what stays charged to it between tests is
         the files it wrote (its test processes, and their memfds, are gone by then)."""
         try:
-            for line in (self.dirs["memory"] / "memory.stat").read_text().splitlines():
+            for line in self._read("memory", "memory.stat").splitlines():
                 if line.startswith("shmem "):
                     return int(line.split()[1]) / (1 << 20)
         except (OSError, ValueError, IndexError):
@@ -312,8 +322,9 @@ class Group:
     def kill(self, rounds: int = 50) -> None:
         """SIGKILL everything inside (cgroup.kill on v2; else each member, by pidfd, after checking
         that the pid is still a member, so a reused pid is never hit)."""
-        for path in set(self.dirs.values()):
-            if (path / "cgroup.kill").exists():
+        for procs in self._members:
+            path = Path(procs).parent
+            if self.version != 1 and (path / "cgroup.kill").exists():  # v2 from Linux 5.14
                 try:
                     _write(path / "cgroup.kill", 1)
                     continue
@@ -321,7 +332,7 @@ class Group:
                     pass
             for _ in range(rounds):
                 try:
-                    pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+                    pids = _pids(procs)
                 except (OSError, ValueError):
                     break
                 if not pids:
@@ -332,6 +343,9 @@ class Group:
 
     def remove(self) -> None:
         self.kill()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
         for path in set(self.dirs.values()):
             for attempt in range(200):  # a second at most; what is left is swept at the next start-up
                 try:
@@ -343,6 +357,11 @@ class Group:
                     if attempt % 20 == 19:
                         self.kill(rounds=1)
                     time.sleep(0.005)
+
+
+def _pids(procs: str) -> list[int]:
+    with open(procs, "rb") as f:
+        return [int(p) for p in f.read().split()]
 
 
 def _kill_member(pid: int, path: Path) -> None:
@@ -361,7 +380,7 @@ def _kill_member(pid: int, path: Path) -> None:
         os.close(fd)
 
 
-def _write(path: Path, value: object, optional: bool = False) -> None:
+def _write(path: str | Path, value: object, optional: bool = False) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except FileNotFoundError:
