@@ -228,6 +228,23 @@ def test_total_size_of_files_is_capped(tier, tmp_path, host, cgroup_mode):
 
 
 @pytest.mark.parametrize("tier", SAFE_PARAMS)
+def test_files_of_one_solution_are_not_charged_to_the_next(tier, host, cgroup_mode, monkeypatch):
+    """A cgroup goes back to the pool for the next solution only once the files the last one
+    wrote (charged to it as memory) are gone."""
+    if cgroup_mode == "no-cgroup":
+        pytest.skip("only a cgroup is pooled")
+    from branchmerge.sandbox import cgroups
+
+    charged = []
+    release = cgroups.Group.release
+    monkeypatch.setattr(cgroups.Group, "release", lambda self: (charged.append(self.usage_mb()), release(self))[1])
+    code = "with open('big', 'wb') as f:\n    f.write(b'x' * (48 << 20))\nprint(input())\n"
+    results = run_many([(code, ONE)], Limits(tier=tier, timeout_s=5, memory_mb=512), workers=1)
+    assert results[0].verdict == "accepted", results[0]
+    assert charged and max(charged) < 24, charged
+
+
+@pytest.mark.parametrize("tier", SAFE_PARAMS)
 def test_one_file_over_the_file_size_limit(tier, tmp_path, host):
     code = "f = open('big', 'wb')\nf.write(b'x' * (65 << 20))\nprint(1)\n"
     result = run_in(tier, tmp_path, code, ONE, "--memory-mb", "512")

@@ -206,8 +206,10 @@ class Session:
         return self.log.read()[-EXCERPT:].decode("utf-8", "replace")
 
     def close(self) -> None:
-        """Kill everything of this sandbox, then remove its cgroup and scratch dir (in that order:
-        nothing may still be writing when the dir goes), then give its uid back. Idempotent."""
+        """Kill everything of this sandbox, then remove its scratch dir (nothing may still be
+        writing when it goes), then hand its cgroup back (to the pool: the files, charged to it
+        as memory, are gone by then and not counted against the next solution), then its uid.
+        Idempotent."""
         if self.closed:
             return
         self.closed = True
@@ -223,7 +225,7 @@ class Session:
                 pass
             self.proc.wait()
         if self.group is not None:
-            self.group.release()
+            self.group.kill()
         if self.uid is not None:
             # a daemon that left the session survives without a pid namespace or cgroup; with
             # either, the kernel is already killing everything inside and one sweep is enough
@@ -234,6 +236,8 @@ class Session:
                 remove_tree(self.plan.scratch)
             except OSError:
                 pass
+        if self.group is not None:
+            self.group.release()
         self.log.close()
         if self.slot is not None:
             self.slot.__exit__(None, None, None)
