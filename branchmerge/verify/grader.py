@@ -15,6 +15,7 @@ import json
 import os
 import re
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -261,13 +262,20 @@ def _run_math(jobs: list[_MathJob], opts: dict[str, Any], workers: int, progress
     for job in jobs:
         if job.key not in known:
             unique.setdefault(job.key, job)
-    todo = sorted(unique.values(), key=lambda j: j.gold)  # same gold together: one parse per worker
+    todo = sorted(unique.values(), key=lambda j: (-_parse_cost(j.gold), j.gold))
     items = [(j.gold, j.pred, j.fmt, j.check) for j in todo]
     if len(items) <= 2 and threading.current_thread() is threading.main_thread() or workers <= 0:
         results = [_check_item(item, opts["timeout"]) for item in items]
     else:
+        # one chunk per gold, the dearest first, each on the worker its gold hashes to: a gold is
+        # parsed once per batch, and in the next batches by a worker that has learned it; a
+        # worker that runs out takes another's cheapest chunk, so the batch ends evenly
+        chunks: dict[str, list[int]] = {}
+        for i, job in enumerate(todo):
+            chunks.setdefault(job.gold, []).append(i)
+        home = [zlib.crc32(gold.encode()) for gold in chunks]
         with _Progress(progress, len(items)) as tick:
-            results = _map_checks(items, opts["timeout"], workers, lambda i, r: tick(1))
+            results = _map_checks(items, opts["timeout"], workers, lambda i, r: tick(1), list(chunks.values()), home)
     if len(_CACHE) + len(results) > _CACHE_MAX:
         _CACHE.clear()
     for job, result in zip(todo, results):
@@ -275,6 +283,17 @@ def _run_math(jobs: list[_MathJob], opts: dict[str, Any], workers: int, progress
         if result["rule"] in _DECIDED:  # not time-outs and crashes
             _CACHE[job.key] = result
     return [_math_result(job, known[job.key], cached=unique.get(job.key) is not job) for job in jobs]
+
+
+_STRUCTURE = re.compile(r"[(\[,_^]|\\\{|\\begin|\\frac")
+
+
+def _parse_cost(gold: str) -> int:
+    """A guess at what math-verify's first parse of ``gold`` costs. Its LaTeX parser (ANTLR) looks
+    ahead across a whole bracketed list or fraction before it decides, and learns each new token
+    sequence the first time (20-300 ms): brackets, commas and fractions make a gold dear, its
+    length a little."""
+    return len(gold) + 40 * len(_STRUCTURE.findall(gold))
 
 
 def _pool(workers: int, timeout: float) -> Any:
@@ -291,7 +310,10 @@ def _pool(workers: int, timeout: float) -> Any:
         return _POOLS[key]
 
 
-def _map_checks(items: list[Any], timeout: float, workers: int, on_result: Callable[[int, Any], None]) -> list[Any]:
+def _map_checks(
+    items: list[Any], timeout: float, workers: int, on_result: Callable[[int, Any], None], chunks: list[list[int]],
+    home: list[int],
+) -> list[Any]:
     """Math checks on a kept-alive pool (one per (workers, timeout)); a second thread that finds
     it busy gets a pool of its own for that batch."""
     from branchmerge.verify.pool import WorkerPool
@@ -299,12 +321,12 @@ def _map_checks(items: list[Any], timeout: float, workers: int, on_result: Calla
     pool = _pool(workers, timeout)
     if pool.lock.acquire(blocking=False):
         try:
-            return pool.map(items, _lost, on_result)
+            return pool.map(items, _lost, on_result, chunks, home)
         finally:
             pool.lock.release()
     spare = WorkerPool(pool.fn, workers, timeout)
     try:
-        return spare.map(items, _lost, on_result)
+        return spare.map(items, _lost, on_result, chunks, home)
     finally:
         spare.close()
 

@@ -116,25 +116,44 @@ class WorkerPool:
         items: Sequence[Any],
         on_lost: Callable[[Any, str], Any],
         on_result: Callable[[int, Any], None] | None = None,
+        chunks: Sequence[Sequence[int]] | None = None,
+        home: Sequence[int] | None = None,
     ) -> list[Any]:
         """``[f(item, timeout) for item in items]``, order kept. ``on_lost(item, why)`` makes the
-        result for an item whose worker was killed (``"timeout"``) or died (``"worker_died"``)."""
+        result for an item whose worker was killed (``"timeout"``) or died (``"worker_died"``).
+
+        ``chunks`` (indices into ``items``, each once) says which items go to a worker together;
+        by default, equal runs of consecutive items. ``home`` names each chunk's worker (modulo
+        the worker count; by default round robin): each worker takes its own chunks in order, and
+        one with none left takes the last chunk of the worker with the most. A caller that sends
+        like items to the same worker in every batch finds that worker's caches warm."""
         results: list[Any] = [None] * len(items)
         if not items:
             return results
         workers = min(self.workers, len(items))
-        size = max(1, min(64, len(items) // (workers * 8)))
-        queue: deque[list[int]] = deque(
-            list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)
-        )
+        if chunks is None:
+            size = max(1, min(64, len(items) // (workers * 8)))
+            chunks = [range(i, min(i + size, len(items))) for i in range(0, len(items), size)]
+        queues: list[deque[list[int]]] = [deque() for _ in range(workers)]
+        for k, chunk in enumerate(chunks):
+            if len(chunk):
+                queues[(home[k] if home is not None else k) % workers].append(list(chunk))
         slots = self.slots
 
-        def feed(slot: _Slot) -> None:
-            if queue and not slot.pending:
-                chunk = queue.popleft()
-                slot.send_conn.send([(i, items[i]) for i in chunk])
-                slot.pending.extend(chunk)
-                slot.deadline = time.monotonic() + self.limit
+        def feed(i: int) -> None:
+            slot = slots[i]
+            if slot.pending:
+                return
+            if i < len(queues) and queues[i]:
+                chunk = queues[i].popleft()
+            else:
+                other = max(queues, key=len)
+                if not other:
+                    return
+                chunk = other.pop()
+            slot.send_conn.send([(k, items[k]) for k in chunk])
+            slot.pending.extend(chunk)
+            slot.deadline = time.monotonic() + self.limit
 
         def replace(i: int, why: str) -> None:
             slot = slots[i]
@@ -144,15 +163,15 @@ class WorkerPool:
             if on_result:
                 on_result(lost, results[lost])
             if slot.pending:
-                queue.appendleft(list(slot.pending))
+                queues[i % workers].appendleft(list(slot.pending))
             slots[i] = self._start()
-            feed(slots[i])
+            feed(i)
 
         try:
-            while len(slots) < min(workers, len(queue)):
+            while len(slots) < min(workers, sum(map(len, queues))):
                 slots.append(self._start())
-            for slot in slots:
-                feed(slot)
+            for i in range(len(slots)):
+                feed(i)
             while any(slot.pending for slot in slots):
                 busy = {slot.conn: i for i, slot in enumerate(slots) if slot.pending}
                 soonest = min(slots[i].deadline for i in busy.values())
@@ -170,7 +189,7 @@ class WorkerPool:
                     slots[i].deadline = time.monotonic() + self.limit
                     if on_result:
                         on_result(index, result)
-                    feed(slots[i])
+                    feed(i)
                 now = time.monotonic()
                 for i, slot in enumerate(slots):
                     if slot.pending and slot.deadline <= now and slot.conn not in ready:
