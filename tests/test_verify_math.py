@@ -12,7 +12,7 @@ import pytest
 
 from branchmerge.errors import UserError
 from branchmerge.verify import extract, grade, grade_rows, math_check
-from branchmerge.verify.pool import run_pool
+from branchmerge.verify.pool import WorkerPool, run_pool
 
 PAIRS = [json.loads(line) for line in (Path(__file__).parent / "data/verify/math_pairs.jsonl").open()]
 
@@ -133,6 +133,23 @@ def test_pool_kills_a_worker_that_ignores_its_timer() -> None:
     assert out == [2, 4, "timeout", 6, 8]
     assert lost == ["timeout"]
     assert time.monotonic() - start < 15
+
+
+def test_pool_sends_a_home_chunk_to_the_same_worker_in_every_batch() -> None:
+    """Chunks named to a worker run there, batch after batch (its caches are warm for them); a
+    worker that has run out of its own chunks takes the other's last ones."""
+    pool = WorkerPool("tests.verify_helpers:worker_pid", workers=2, timeout=5.0)
+    try:
+        chunks = [[0, 1, 2], [3, 4, 5]]
+        first = pool.map(list(range(6)), lambda item, why: why, chunks=chunks, home=[0, 1])
+        second = pool.map(list(range(6)), lambda item, why: why, chunks=chunks, home=[0, 1])
+        swapped = pool.map(list(range(6)), lambda item, why: why, chunks=chunks, home=[1, 0])
+        assert first == second and len(set(first[:3])) == len(set(first[3:])) == 1 and first[0] != first[3]
+        assert swapped == first[3:] + first[:3]
+        lopsided = pool.map(list(range(8)), lambda item, why: why, chunks=[[i] for i in range(8)], home=[0] * 8)
+        assert len(set(lopsided)) == 2  # worker 1 had no chunk of its own and took some of worker 0's
+    finally:
+        pool.close()
 
 
 def test_grade_off_the_main_thread() -> None:

@@ -11,6 +11,14 @@ def echo(item: Any, timeout: float | None) -> Any:
     return item
 
 
+def worker_pid(item: Any, timeout: float | None) -> int:
+    """Which worker process ran the item (a short sleep so that both workers get busy)."""
+    import os
+
+    time.sleep(0.02)
+    return os.getpid()
+
+
 def hang_on_negative(item: int, timeout: float | None) -> int:
     """Stand-in for a check stuck in C code: ignores the timer signal and never returns."""
     if item < 0:
