@@ -299,6 +299,19 @@ def test_ptrace_keyrings_privileges(tier, tmp_path, host):
            + ("root" if uid0 else "no-root") + " no-userns")  # fmt: skip
 
 
+def test_the_uid_is_dropped_by_setpriv_or_by_popen(monkeypatch):
+    """With setpriv the sandbox's first process drops to its uid itself (so the supervisor can
+    vfork it); without, Popen does it (and forks)."""
+    from branchmerge.sandbox import tiers
+
+    prefix, popen = tiers._as_user(60123)
+    if tiers._setpriv():
+        assert prefix[0].endswith("setpriv") and "--reuid=60123" in prefix and "--clear-groups" in prefix and popen == {}
+    monkeypatch.setattr(tiers, "_setpriv", lambda: None)
+    assert tiers._as_user(60123) == ([], {"user": 60123, "group": 60123, "extra_groups": []})
+    assert tiers._as_user(None) == ([], {})
+
+
 @pytest.mark.parametrize("tier", SAFE_PARAMS)
 def test_no_supervisor_fd_leaks_into_a_solution(tier, host):
     code = (
