@@ -98,7 +98,7 @@ PLAIN = [m for m in STAR_ORDER if m not in ("builtins", "typing")]
 _DYNAMIC = {"eval", "exec", "globals", "vars", "locals", "__import__", "getattr"}
 
 
-_DYNAMIC_ATTRS = {"__main__", "__dict__"}  # `import __main__`, `sys.modules[__name__].__dict__`
+_DYNAMIC_ATTRS = {"__main__", "__dict__", "modules"}  # `import __main__`, `sys.modules[__name__].deque`
 # the instructions that look a name up in the module's globals (LOAD_GLOBAL's argument is the name's
 # index shifted left by one from 3.11 on: its low bit says whether a NULL is pushed too)
 _GLOBAL_OPS = {
