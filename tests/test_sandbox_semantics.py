@@ -150,9 +150,9 @@ def test_child_starts_as_python3_would():
     code = (
         "import gc, sys\nx = input().split()\n"
         "print(gc.isenabled(), sys.stdin.seekable(), sys.stdout.seekable(), sys.stderr.seekable(),"
-        " 're' in sys.modules, __name__, sum(map(int, x)))\n"
+        " __name__, sum(map(int, x)))\n"
     )
-    result = run(code, {"inputs": ["2 3\n"], "outputs": ["True True False False False __main__ 5\n"]}, FAST)
+    result = run(code, {"inputs": ["2 3\n"], "outputs": ["True True False False __main__ 5\n"]}, FAST)
     assert result.verdict == "accepted", (result.tests, result.stderr)
     # a bare `split` is re's, as with LiveCodeBench's `from re import *`
     result = run("print(split(',', input()))\n", {"inputs": ["a,b\n"], "outputs": ["['a', 'b']\n"]}, FAST)
