@@ -200,6 +200,28 @@ def test_memory_is_counted_for_the_whole_solution(tier, name, tmp_path, host, cg
     assert result["verdict"] == "memory_limit", result
 
 
+# just over the limit together (2 x 150 MB under 256 MB), and just under it alone (230 MB, with 8 MB
+# of output): the cgroup's peak during the test decides, not the harness's headroom above the limit
+NEAR = {
+    "two_forks_over": ("import os, time\nkids = []\nfor _ in range(2):\n    pid = os.fork()\n    if pid == 0:\n"
+                       "        b = bytearray(150 << 20)\n        time.sleep(0.5)\n        os._exit(0)\n"
+                       "    kids.append(pid)\nfor pid in kids:\n    os.waitpid(pid, 0)\nprint(input())\n",
+                       "memory_limit"),
+    "one_process_under": ("b = bytearray(230 << 20)\nimport sys\nsys.stdout.write('x' * (8 << 20) + '\\n')\n"
+                          "print(input())\n", "wrong_answer"),
+}
+
+
+@pytest.mark.parametrize("tier", SAFE_PARAMS)
+@pytest.mark.parametrize("name", sorted(NEAR))
+def test_memory_near_the_limit(tier, name, tmp_path, host, cgroup_mode):
+    if cgroup_mode == "no-cgroup":
+        pytest.skip("without a cgroup memory is capped per process only (sandbox doctor says so)")
+    code, expected = NEAR[name]
+    result = run_in(tier, tmp_path, code, ONE, "--memory-mb", "256", "--timeout-s", "5")
+    assert result["verdict"] == expected, result
+
+
 @pytest.mark.parametrize("tier", SAFE_PARAMS)
 def test_compiler_runs_under_the_memory_limit(tier, tmp_path, host, cgroup_mode):
     if shutil.which("g++") is None:

@@ -207,13 +207,36 @@ class Group:
         self._fds: dict[str, int] = {}
         self._members = [os.path.join(path, "cgroup.procs") for path in sorted(set(map(str, dirs.values())))]
 
-    def _read(self, controller: str, name: str) -> str:
-        """A control file's text. The counters are read after every test, so their files stay open
-        (a pread at 0 makes the kernel render them afresh) until the cgroup is removed."""
+    def _fd(self, controller: str, name: str, mode: int = os.O_RDONLY) -> int:
+        """A control file, opened once: the counters are read after every test (a pread at 0 makes
+        the kernel render them afresh), until the cgroup is removed."""
         fd = self._fds.get(name)
         if fd is None:
-            fd = self._fds[name] = os.open(self.dirs[controller] / name, os.O_RDONLY | os.O_CLOEXEC)
-        return os.pread(fd, 1 << 16, 0).decode()
+            fd = self._fds[name] = os.open(self.dirs[controller] / name, mode | os.O_CLOEXEC)
+        return fd
+
+    def _read(self, controller: str, name: str) -> str:
+        return os.pread(self._fd(controller, name), 1 << 16, 0).decode()
+
+    def start_peak(self) -> float | None:
+        """Measure the peak of its memory afresh from now; the usage it starts from (MB), or None
+        where the kernel keeps no peak that can be reset (cgroup v2 before Linux 6.12)."""
+        try:  # v2 resets the peak for this open file only: the reads go through the same one
+            os.pwrite(self._fd("memory", self._peak_file, os.O_RDWR), b"0" if self.version == 1 else b"reset", 0)
+            return self.usage_mb()
+        except OSError:
+            return None
+
+    def peak_mb(self) -> float | None:
+        """The most memory charged to it since ``start_peak`` (MB)."""
+        try:
+            return int(os.pread(self._fd("memory", self._peak_file, os.O_RDWR), 64, 0)) / (1 << 20)
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def _peak_file(self) -> str:
+        return "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
 
     @classmethod
     def create(cls, memory_bytes: int, pids: int) -> Group:

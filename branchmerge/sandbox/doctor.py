@@ -47,7 +47,8 @@ COVERAGE = {
 CGROUP_COVERS = (
     "memory of the whole solution (every process, and the shmem, memfd and tmpfs pages it makes; the compiler "
     "too), processes and threads (pids.max), CPU time of every process per test (children it never reaps "
-    "included: time_limit when they together exceed the limit); memory_limit from the kernel's OOM-kill count"
+    "included: time_limit when they together exceed the limit); memory_limit from the kernel's OOM-kill count, "
+    "or when the cgroup's peak during a test, less what it held before and the harness's share, is over the limit"
 )
 FALLBACK = (
     "no cgroup: memory is capped per process only (RLIMIT_AS = 2x the limit + 256 MiB; memory_limit when a "

@@ -2,9 +2,10 @@
 
 The harness reports, per test, what the kernel said (exit status, CPU time and peak RSS from
 ``wait4``) and whether it stopped the test itself (CPU time, wall clock, output size); the
-supervisor adds the cgroup's OOM-kill count. So ``time_limit`` means the CPU time reached the
-limit or the wall-clock cap ran out, ``memory_limit`` means the kernel OOM-killed something in the
-solution's cgroup or a process's peak RSS went over the limit: a solution that sends itself
+supervisor adds the cgroup's OOM-kill count and peak. So ``time_limit`` means the CPU time reached
+the limit or the wall-clock cap ran out, ``memory_limit`` means the kernel OOM-killed something in
+the solution's cgroup, the cgroup's peak during the test went over the limit, or a process's peak
+RSS did: a solution that sends itself
 SIGXCPU or SIGKILL, exits with some status or raises MemoryError gets ``runtime_error``.
 
 Everything the sandbox sends is parsed with bounds (size, nesting depth), so no output can crash
@@ -67,8 +68,10 @@ def _signal_name(exit_code: int) -> str:
         return f"signal {-exit_code}"
 
 
-def verdict(case: Case, mode: str, reply: dict, limits: Any, oom_kills: int) -> tuple[str, str]:
-    """(verdict, one-line reason) of one test."""
+def verdict(case: Case, mode: str, reply: dict, limits: Any, oom_kills: int,
+            together_mb: float | None = None) -> tuple[str, str]:
+    """(verdict, one-line reason) of one test. ``together_mb``: what all of the solution's
+    processes and files took at their peak during the test, from its cgroup (None without one)."""
     error = text(reply["error"])
     if error:
         if error.startswith("resources:"):  # what the solution holds (tmpfs files, processes) ran out
@@ -85,6 +88,8 @@ def verdict(case: Case, mode: str, reply: dict, limits: Any, oom_kills: int) -> 
         return "time_limit", f"CPU time {cpu:.2f}s reached the {limit:g}s limit"
     if oom_kills:
         return "memory_limit", f"killed by the kernel: its processes together went over {int(limits.memory_mb)} MB"
+    if together_mb is not None and together_mb > int(limits.memory_mb):
+        return "memory_limit", f"its processes and files together took {together_mb:.0f} MB; the limit is {int(limits.memory_mb)} MB"
     if rss_mb > int(limits.memory_mb):
         return "memory_limit", f"peak RSS {rss_mb:.0f} MB is over the {int(limits.memory_mb)} MB limit"
     if exit_code != 0:

@@ -26,6 +26,7 @@ from branchmerge.sandbox.warm import Launcher
 STARTUP_S = 20.0  # the harness must be up and the code compiled within this
 SLACK_S = 10.0  # beyond a test's wall-clock cap before the supervisor gives up on the harness
 GROUP_CPU_SLACK_S = 0.1  # the harness's own fork and bookkeeping per test, charged to the same cgroup
+HARNESS_SHARE_MB = 8.0  # the harness's own memory during a test beyond the output it buffers
 
 
 def _execute(
@@ -84,6 +85,20 @@ def _serve(session: Session, code: str, suite: Suite, limits: Limits, language: 
     _run_cases(session, suite, limits, result)
 
 
+def _together_mb(session: Session, base_mb: float | None, reply: dict) -> float | None:
+    """What the solution's processes and files took together at their peak during one test: the
+    cgroup's peak less what it held before the test, less what the harness itself may have held
+    meanwhile (the output it buffered, up to ~5 copies while reading and sending it, and a fixed
+    share for its pipes and bookkeeping), so that a solution is never charged for the harness."""
+    if base_mb is None or session.group is None:
+        return None
+    peak_mb = session.group.peak_mb()
+    if peak_mb is None:
+        return None
+    output_mb = sum(len(reply[key]) for key in ("stdout", "stderr", "result")) / (1 << 20)
+    return max(peak_mb - base_mb - 5 * output_mb - HARNESS_SHARE_MB, 0.0)
+
+
 def _files_mb(session: Session, disk_mb: int) -> float:
     """What the solution's files take (0.0 without a cgroup). The cgroup's whole usage, one number,
     is read first: files are part of it, so a usage within the limit settles it without parsing
@@ -98,6 +113,7 @@ def _run_cases(session: Session, suite: Suite, limits: Limits, result: Result) -
     ooms_before = session.oom_kills()  # one read per test: what one test ends with, the next starts with
     cpu_before = session.group.cpu_s() if session.group else 0.0
     for index, case in enumerate(suite.cases):
+        base_mb = session.group.start_peak() if session.group else None
         sent = session.channel.send(case.send)
         deadline = time.monotonic() + wall_cap(float(limits.timeout_s)) + SLACK_S
         reply = session.channel.recv(REPLY_FIELDS, deadline) if sent else "eof"
@@ -106,7 +122,7 @@ def _run_cases(session: Session, suite: Suite, limits: Limits, result: Result) -
         cpu_after = session.group.cpu_s() if session.group else 0.0
         group_cpu, cpu_before = cpu_after - cpu_before, cpu_after
         if isinstance(reply, dict):
-            name, why = verdict(case, suite.mode, reply, limits, ooms)
+            name, why = verdict(case, suite.mode, reply, limits, ooms, _together_mb(session, base_mb, reply))
             if name == "accepted" and group_cpu > float(limits.timeout_s) + GROUP_CPU_SLACK_S:
                 # children it never reaped are not in the test process's own CPU time; the cgroup counts them
                 name, why = "time_limit", (f"its processes together used {group_cpu:.2f}s of CPU; the limit is "
