@@ -135,21 +135,21 @@ def test_pool_kills_a_worker_that_ignores_its_timer() -> None:
     assert time.monotonic() - start < 15
 
 
-def test_pool_sends_a_home_chunk_to_the_same_worker_in_every_batch() -> None:
-    """Chunks named to a worker run there, batch after batch (its caches are warm for them); a
-    worker that has run out of its own chunks takes the other's last ones."""
+def test_pool_sends_a_chunk_back_to_the_worker_that_ran_its_key() -> None:
+    """A chunk whose key a worker ran before goes back to that worker, batch after batch (its
+    caches are warm for it); a worker with no chunk of its own takes new ones, then another's."""
     pool = WorkerPool("tests.verify_helpers:worker_pid", workers=2, timeout=5.0)
     try:
-        chunks = [[0, 1, 2], [3, 4, 5]]
-        first = pool.map(list(range(6)), lambda item, why: why, chunks=chunks, home=[0, 1])
-        second = pool.map(list(range(6)), lambda item, why: why, chunks=chunks, home=[0, 1])
-        swapped = pool.map(list(range(6)), lambda item, why: why, chunks=chunks, home=[1, 0])
-        assert first == second and len(set(first[:3])) == len(set(first[3:])) == 1 and first[0] != first[3]
-        assert swapped == first[3:] + first[:3]
-        lopsided = pool.map(list(range(8)), lambda item, why: why, chunks=[[i] for i in range(8)], home=[0] * 8)
-        assert len(set(lopsided)) == 2  # worker 1 had no chunk of its own and took some of worker 0's
+        first = pool.map(list(range(6)), lambda item, why: why, chunks=[[0, 1, 2], [3, 4, 5]], keys=["a", "b"])
+        assert len(set(first[:3])) == len(set(first[3:])) == 1 and first[0] != first[3]
+        # the same keys in the other order, with other items: each goes back to its worker
+        again = pool.map(list(range(6)), lambda item, why: why, chunks=[[0, 1, 2], [3, 4, 5]], keys=["b", "a"])
+        assert again == first[3:] + first[:3]
+        lopsided = pool.map(list(range(8)), lambda item, why: why, chunks=[[i] for i in range(8)], keys=["a"] * 8)
+        assert set(lopsided) == set(first)  # the worker with no claim took some of the other's chunks
     finally:
         pool.close()
+    assert pool.affinity == {}
 
 
 def test_grade_off_the_main_thread() -> None:

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -267,15 +266,13 @@ def _run_math(jobs: list[_MathJob], opts: dict[str, Any], workers: int, progress
     if len(items) <= 2 and threading.current_thread() is threading.main_thread() or workers <= 0:
         results = [_check_item(item, opts["timeout"]) for item in items]
     else:
-        # one chunk per gold, the dearest first, each on the worker its gold hashes to: a gold is
-        # parsed once per batch, and in the next batches by a worker that has learned it; a
-        # worker that runs out takes another's cheapest chunk, so the batch ends evenly
+        # one chunk per gold (parsed once), the dearest first so the batch ends on cheap ones, and
+        # a gold seen in an earlier batch back on the worker that has learned it
         chunks: dict[str, list[int]] = {}
         for i, job in enumerate(todo):
             chunks.setdefault(job.gold, []).append(i)
-        home = [zlib.crc32(gold.encode()) for gold in chunks]
         with _Progress(progress, len(items)) as tick:
-            results = _map_checks(items, opts["timeout"], workers, lambda i, r: tick(1), list(chunks.values()), home)
+            results = _map_checks(items, opts["timeout"], workers, lambda i, r: tick(1), list(chunks.values()), list(chunks))
     if len(_CACHE) + len(results) > _CACHE_MAX:
         _CACHE.clear()
     for job, result in zip(todo, results):
@@ -312,7 +309,7 @@ def _pool(workers: int, timeout: float) -> Any:
 
 def _map_checks(
     items: list[Any], timeout: float, workers: int, on_result: Callable[[int, Any], None], chunks: list[list[int]],
-    home: list[int],
+    keys: list[str],
 ) -> list[Any]:
     """Math checks on a kept-alive pool (one per (workers, timeout)); a second thread that finds
     it busy gets a pool of its own for that batch."""
@@ -321,12 +318,12 @@ def _map_checks(
     pool = _pool(workers, timeout)
     if pool.lock.acquire(blocking=False):
         try:
-            return pool.map(items, _lost, on_result, chunks, home)
+            return pool.map(items, _lost, on_result, chunks, keys)
         finally:
             pool.lock.release()
     spare = WorkerPool(pool.fn, workers, timeout)
     try:
-        return spare.map(items, _lost, on_result, chunks, home)
+        return spare.map(items, _lost, on_result, chunks, keys)
     finally:
         spare.close()
 

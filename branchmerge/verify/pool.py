@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -106,6 +106,7 @@ class WorkerPool:
         self.fn, self.workers, self.timeout, self.memory = fn, max(1, workers), timeout, memory
         self.limit = (timeout + grace) if timeout else float("inf")
         self.slots: list[_Slot] = []
+        self.affinity: dict[Hashable, int] = {}  # chunk key -> the worker that last ran it
         self.lock = threading.Lock()
 
     def _start(self) -> _Slot:
@@ -117,16 +118,17 @@ class WorkerPool:
         on_lost: Callable[[Any, str], Any],
         on_result: Callable[[int, Any], None] | None = None,
         chunks: Sequence[Sequence[int]] | None = None,
-        home: Sequence[int] | None = None,
+        keys: Sequence[Hashable] | None = None,
     ) -> list[Any]:
         """``[f(item, timeout) for item in items]``, order kept. ``on_lost(item, why)`` makes the
         result for an item whose worker was killed (``"timeout"``) or died (``"worker_died"``).
 
-        ``chunks`` (indices into ``items``, each once) says which items go to a worker together;
-        by default, equal runs of consecutive items. ``home`` names each chunk's worker (modulo
-        the worker count; by default round robin): each worker takes its own chunks in order, and
-        one with none left takes the last chunk of the worker with the most. A caller that sends
-        like items to the same worker in every batch finds that worker's caches warm."""
+        ``chunks`` (indices into ``items``, each once) says which items go to a worker together, in
+        the order they are handed out; by default, equal runs of consecutive items. ``keys`` (one
+        per chunk) sends a chunk back to the worker that ran the last chunk with the same key, in
+        this batch or an earlier one: its caches are warm for it. A free worker takes its own such
+        chunks first, then the next chunk no worker has a claim on, then the last chunk another
+        worker holds."""
         results: list[Any] = [None] * len(items)
         if not items:
             return results
@@ -134,23 +136,32 @@ class WorkerPool:
         if chunks is None:
             size = max(1, min(64, len(items) // (workers * 8)))
             chunks = [range(i, min(i + size, len(items))) for i in range(0, len(items), size)]
-        queues: list[deque[list[int]]] = [deque() for _ in range(workers)]
+        if len(self.affinity) > 200_000:
+            self.affinity.clear()
+        slots = self.slots
+        own: list[deque[tuple[Hashable, list[int]]]] = [deque() for _ in range(max(workers, len(slots)))]
+        shared: deque[tuple[Hashable, list[int]]] = deque()
         for k, chunk in enumerate(chunks):
             if len(chunk):
-                queues[(home[k] if home is not None else k) % workers].append(list(chunk))
-        slots = self.slots
+                key = keys[k] if keys is not None else None
+                where = self.affinity.get(key) if key is not None else None
+                (own[where] if where is not None and where < len(own) else shared).append((key, list(chunk)))
 
         def feed(i: int) -> None:
             slot = slots[i]
             if slot.pending:
                 return
-            if i < len(queues) and queues[i]:
-                chunk = queues[i].popleft()
+            if own[i]:
+                key, chunk = own[i].popleft()
+            elif shared:
+                key, chunk = shared.popleft()
             else:
-                other = max(queues, key=len)
+                other = max(own, key=len)
                 if not other:
                     return
-                chunk = other.pop()
+                key, chunk = other.pop()
+            if key is not None:
+                self.affinity[key] = i
             slot.send_conn.send([(k, items[k]) for k in chunk])
             slot.pending.extend(chunk)
             slot.deadline = time.monotonic() + self.limit
@@ -163,12 +174,14 @@ class WorkerPool:
             if on_result:
                 on_result(lost, results[lost])
             if slot.pending:
-                queues[i % workers].appendleft(list(slot.pending))
+                own[i].appendleft((None, list(slot.pending)))
+            for key in [key for key, where in self.affinity.items() if where == i]:
+                del self.affinity[key]  # a fresh worker has learned nothing
             slots[i] = self._start()
             feed(i)
 
         try:
-            while len(slots) < min(workers, sum(map(len, queues))):
+            while len(slots) < min(workers, len(shared) + sum(map(len, own))):
                 slots.append(self._start())
             for i in range(len(slots)):
                 feed(i)
@@ -203,6 +216,7 @@ class WorkerPool:
         for slot in self.slots:
             slot.close(kill=bool(slot.pending))
         self.slots = []
+        self.affinity.clear()
 
 
 def run_pool(
