@@ -111,12 +111,18 @@ def code_names(code, ops=None):
     """The names ``code`` (and every function and class in it) reads or deletes as globals, read
     from its bytecode: ``x.split()`` does not make ``split`` a global use, so it does not pull in
     ``re`` for the prelude (~9 ms of start-up per solution). Names it reaches dynamically are
-    covered by ``_DYNAMIC``; an unreadable code object gives all its ``co_names``."""
+    covered by ``_DYNAMIC``. An interpreter whose bytecode this reading gets wrong on a probe, or
+    an unreadable code object, gives all of ``co_names``, attributes included (as before)."""
     if ops is None:
         import opcode
 
         ops = {opcode.opmap[name]: shift for name, shift in _GLOBAL_OPS.items() if name in opcode.opmap}
         ops["extended"] = opcode.opmap.get("EXTENDED_ARG", opcode.EXTENDED_ARG)
+        probe = compile("def f():\n    return g.h(i)\nj.k\n", "<probe>", "exec", dont_inherit=True)
+        if code_names(probe, ops) != {"g", "i", "j"}:
+            ops = {"extended": -1}  # nothing is read as a global lookup: every name is kept below
+    if len(ops) == 1:
+        return _all_names(code)
     raw, names, arg = code.co_code, set(), 0
     try:
         for i in range(0, len(raw) - 1, 2):
@@ -133,6 +139,14 @@ def code_names(code, ops=None):
     for const in code.co_consts:
         if hasattr(const, "co_code"):
             names |= code_names(const, ops)
+    return names
+
+
+def _all_names(code):
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            names |= _all_names(const)
     return names
 
 
