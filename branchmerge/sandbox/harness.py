@@ -120,9 +120,7 @@ def code_names(code, ops=None):
         ops["extended"] = opcode.opmap.get("EXTENDED_ARG", opcode.EXTENDED_ARG)
         probe = compile("def f():\n    return g.h(i)\nj.k\n", "<probe>", "exec", dont_inherit=True)
         if code_names(probe, ops) != {"g", "i", "j"}:
-            ops = {"extended": -1}  # nothing is read as a global lookup: every name is kept below
-    if len(ops) == 1:
-        return _all_names(code)
+            return _all_names(code)
     raw, names, arg = code.co_code, set(), 0
     try:
         for i in range(0, len(raw) - 1, 2):

@@ -5,8 +5,8 @@ The harness reports, per test, what the kernel said (exit status, CPU time and p
 supervisor adds the cgroup's OOM-kill count and peak. So ``time_limit`` means the CPU time reached
 the limit or the wall-clock cap ran out, ``memory_limit`` means the kernel OOM-killed something in
 the solution's cgroup, the cgroup's peak during the test went over the limit, or a process's peak
-RSS did: a solution that sends itself
-SIGXCPU or SIGKILL, exits with some status or raises MemoryError gets ``runtime_error``.
+RSS did: a solution that sends itself SIGXCPU or SIGKILL, exits with some status or raises
+MemoryError gets ``runtime_error``.
 
 Everything the sandbox sends is parsed with bounds (size, nesting depth), so no output can crash
 the supervisor.
