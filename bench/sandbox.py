@@ -133,7 +133,7 @@ def main() -> None:
     print(f"tier {tier}, {len(jobs)} solutions x {args.tests} tests = {n_tests} tests, {args.workers} workers, "
           f"best of {args.rounds}, load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after on "
           f"{os.cpu_count()} cores (CPU pressure avg10 {pressure_before} before); cgroup per solution: {group.describe() if group else 'none'}")  # fmt: skip
-    print(f"ours   (harness per solution, fork per test):  {ours:8.1f} tests/s  ({min(ours_s):.2f} s)")
+    print(f"ours   (harness reused, fork per test):        {ours:8.1f} tests/s  ({min(ours_s):.2f} s)")
     print(f"anchor (fresh sandboxed interpreter per test): {anc:8.1f} tests/s  ({min(anchor_s):.2f} s)")
     print(f"ratio: {ours / anc:.2f}x")
     print(

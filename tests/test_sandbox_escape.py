@@ -240,7 +240,7 @@ def test_deep_trees_symlinks_and_locked_dirs_are_cleaned_up(tier, tmp_path, host
 
 def test_remove_tree_needs_no_recursion(tmp_path):
     """The clean-up itself, on a tree far deeper than the interpreter's recursion limit."""
-    from branchmerge.sandbox.tiers import remove_tree
+    from branchmerge.sandbox.confine import remove_tree
 
     root = tmp_path / "scratch"
     root.mkdir()

@@ -180,6 +180,7 @@ def _doctor(cmd: DoctorCommand) -> None:
         out.print(f"cgroup: {where}", markup=False)
         out.print(f"  {cgroup['covers']}", markup=False)
         out.print(f"time: {report['time']}; every tier: capped output, empty environment", markup=False)
+        out.print(f"reuse: {report['reuse']}", markup=False)
         for row in report["tiers"]:
             if row["works"] and row["safe"]:
                 out.print(f"[bold]{row['tier']}[/] isolates:")

@@ -340,3 +340,62 @@ def as_fprog(prog):
 def apply_seccomp(fprog):
     """Needs no_new_privs (set by the harness on itself, inherited)."""
     _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
+
+
+# ---------------------------------------------------------------- clean-up (supervisor and harness)
+
+
+def empty_dir(path):
+    """Delete everything in ``path`` whatever a solution left there: no recursion (a tree 100 000
+    deep is fine), never a symlink followed, at most two directory fds open. Each subdirectory's
+    own subdirectories are first moved up to the top, then it is emptied and removed. Only once
+    nothing that could write there runs any more."""
+    top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    moved = [0]
+    try:
+        while True:
+            entries = list(os.scandir(top))
+            if not entries:
+                break
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        _flatten(top, entry.name, moved)
+                        os.rmdir(entry.name, dir_fd=top)
+                    else:
+                        os.unlink(entry.name, dir_fd=top)
+                except FileNotFoundError:
+                    pass
+    finally:
+        os.close(top)
+
+
+def remove_tree(path):
+    """``empty_dir``, then the dir itself (the supervisor, on a namespace-free sandbox's scratch)."""
+    try:
+        os.chmod(path, 0o700, follow_symlinks=False)
+        empty_dir(path)
+    except FileNotFoundError:
+        return
+    os.rmdir(path)
+
+
+def _flatten(top, name, moved):
+    """Move ``name``'s subdirectories up into ``top`` and delete everything else in it."""
+    os.chmod(name, 0o700, dir_fd=top)  # a dir the solution made unreadable (we are its owner or root)
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+    try:
+        for sub in list(os.scandir(fd)):
+            if sub.is_dir(follow_symlinks=False):
+                while True:
+                    moved[0] += 1
+                    target = f".branchmerge-rm-{moved[0]}"
+                    try:
+                        os.lstat(target, dir_fd=top)
+                    except FileNotFoundError:
+                        break
+                os.rename(sub.name, target, src_dir_fd=fd, dst_dir_fd=top)
+            else:
+                os.unlink(sub.name, dir_fd=fd)
+    finally:
+        os.close(fd)

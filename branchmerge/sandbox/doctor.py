@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from branchmerge.sandbox import cgroups
+from branchmerge.sandbox.session import REUSE_MAX
 from branchmerge.sandbox.supervisor import probe
 from branchmerge.sandbox.tiers import NAMESPACES, SAFE_TIERS, SLOT_UIDS, TIERS, interpreter
 
@@ -58,6 +59,12 @@ FALLBACK = (
     "it reaps only"
 )
 
+REUSE = (
+    f"a sandbox serves up to {REUSE_MAX} solutions in turn where its harness can kill every process in it (a pid "
+    "namespace, or a uid of its own as root): between two, every process of the first is killed and every file "
+    "it left is deleted; a sandbox whose harness failed, stopped answering or met an OOM kill serves no other"
+)
+
 
 def doctor_report() -> dict:
     """Every tier's self-test, the tier ``run`` would pick, cgroup support, what runs inside."""
@@ -84,4 +91,5 @@ def doctor_report() -> dict:
         "uid": uid,
         "cgroup": cgroup,
         "time": "per test: CPU time against the limit; wall clock only as a cap (3x the limit + 1 s)",
+        "reuse": REUSE,
     }

@@ -1,11 +1,12 @@
-"""The program that runs INSIDE the sandbox: it confines itself, compiles the solution once and
-forks one child per test.
+"""The program that runs INSIDE the sandbox: it confines itself, then serves solutions in turn:
+each compiled once, one forked child per test, and everything it left cleared before the next.
 
 It is started as ``python -I -S -c <confine.py><this file>``, or as the code object of that source
 (``session.BOOT``), so it needs nothing from the caller's file system, and talks to the supervisor
 on fds 0/1, which it moves out of the way before any untrusted code runs: the supervisor sends
-``marshal`` data (it is trusted): first the batch's settings (it confines itself on them), then the
-solution; the harness answers with plain length-prefixed byte fields (it is not, so the supervisor
+``marshal`` data (it is trusted): first the batch's settings (it confines itself on them), then a
+solution, its tests, and an end message (after which the harness clears up and waits for the next
+solution); the harness answers with plain length-prefixed byte fields (it is not, so the supervisor
 never unmarshals anything).
 
 It never decides a verdict and never sees expected outputs: per test it reports facts the
@@ -35,6 +36,7 @@ if __name__ != "__main__":  # imported by the supervisor; in the sandbox confine
         as_fprog,
         build_root,
         drop_capabilities,
+        empty_dir,
         kill_all_program,
         landlock_abi,
         lock_down,
@@ -44,6 +46,7 @@ if __name__ != "__main__":  # imported by the supervisor; in the sandbox confine
 
 # ---------------------------------------------------------------- protocol
 
+CLEAR_FIELDS = ("state",)
 READY_FIELDS = ("ready", "python", "landlock_abi", "seccomp", "rlimits", "root", "compile_error")
 REPLY_FIELDS = ("killed", "stdout", "stderr", "result", "time_s", "cpu_s", "rss_kb", "exit", "error")
 WALL_FACTOR, WALL_EXTRA_S = 3.0, 1.0  # the wall-clock cap of a test: 3x its CPU-time limit + 1 s
@@ -175,16 +178,32 @@ class Sandbox:
         self.streams, self.module = None, None
 
     def prepare(self, prelude):
-        """A Python solution's standard streams and module, made once before the first fork: each
-        child gets them as copies instead of building them (~0.3 ms a test, mostly page faults).
+        """A Python solution's standard streams (once per sandbox) and module (once per solution),
+        made before the first fork: each child gets them as copies instead of building them
+        (~0.3 ms a test, mostly page faults). The harness itself never uses them, so they are as
+        new for every solution.
         The streams are made on fds of the kinds a test's child has (a seekable file on 0, a pipe
         on 1 and 2), so what they cached (seekable, position) is what they would have there."""
+        if self.streams is None:
+            self.streams = self._streams()
+        module = type(sys)("__main__" if self.job["mode"] == "stdio" else "tmp_sol")
+        g = module.__dict__
+        g["__builtins__"] = __builtins__
+        g.update(prelude)
+        for name, stream in zip(("stdin", "stdout", "stderr"), self.streams):
+            for key in (name, f"__{name}__"):
+                if key in g:
+                    g[key] = stream
+        self.module = module
+
+    @staticmethod
+    def _streams():
         read_end, write_end = os.pipe()
         saved = [os.dup(1), os.dup(2)]
         os.dup2(write_end, 1)
         os.dup2(write_end, 2)
         try:
-            self.streams = (
+            return (
                 io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False))),
                 io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False))),
                 io.TextIOWrapper(io.BufferedWriter(io.FileIO(2, "w", closefd=False)), line_buffering=True),
@@ -195,15 +214,6 @@ class Sandbox:
                 os.close(old)
             os.close(read_end)
             os.close(write_end)
-        module = type(sys)("__main__" if self.job["mode"] == "stdio" else "tmp_sol")
-        g = module.__dict__
-        g["__builtins__"] = __builtins__
-        g.update(prelude)
-        for name, stream in zip(("stdin", "stdout", "stderr"), self.streams):
-            for key in (name, f"__{name}__"):
-                if key in g:
-                    g[key] = stream
-        self.module = module
 
     def enter(self, cpu_s, stack=None):
         """Own process group, CPU-time and address-space rlimits, a Landlock domain that may not
@@ -496,6 +506,10 @@ def _clear_up(pid, conf):
     """Nothing of a test outlives it: its process group, then (with a uid or pid namespace of our
     own) every other process but us, and as the namespace's init we reap what it orphaned."""
     _kill_group(pid)
+    _kill_the_rest(conf)
+
+
+def _kill_the_rest(conf):
     if conf["kill_all"]:
         try:
             os.kill(-1, signal.SIGKILL)
@@ -550,6 +564,64 @@ def confine(conf):
     return layers, abi, fprog
 
 
+def build(box, job):
+    """The solution ready to fork: (code object, or the C++ binary's path; compile error or '')."""
+    if job["language"] == "cpp":
+        return compile_cpp(box, job["code"])
+    try:
+        code_obj = compile(job["code"], "<solution>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
+        import traceback
+
+        return None, "".join(traceback.format_exception_only(type(exc), exc))[-2000:]
+    if job["mode"] == "call":
+        import json  # noqa: F401  (once here rather than in every test's child)
+    import atexit  # noqa: F401  (a built-in module: _normal_end finds it without an import in the child)
+
+    box.prepare(prelude_namespace(job["prelude"], code_names(code_obj)) if job.get("prelude") else {})
+    return code_obj, ""
+
+
+def serve(box, settings, ready, proto_in, proto_out):
+    """One solution, from its code to the supervisor's end message: compiled once (a compile error
+    goes in the ready message, and no test follows), then one child per test. True when the
+    supervisor ended it (to hand this sandbox the next solution), False at EOF."""
+    solution = recv(proto_in)  # code, mode, fn_name: read only once every layer is in place
+    if solution is None:
+        return False
+    box.job = job = dict(settings, **solution)
+    code_obj, error = build(box, job)
+    send(proto_out, *ready, error)  # in the order of READY_FIELDS
+    gc.freeze()  # what exists now is never traversed again: no collection dirties the pages forks share
+    while True:
+        message = recv(proto_in)
+        if message is None:
+            return False
+        if "end" in message:
+            return True
+        if not error:
+            send(proto_out, *run_test(box, code_obj, message))
+
+
+def clear_solution(conf, scratch):
+    """Between two solutions in one sandbox nothing of the first may reach the second: its processes
+    (gone after every test already; once more), and every file it left in the writable dirs, whose
+    modes are put back. (The rest of what a process could leave behind, SysV IPC, message queues
+    and keyrings, seccomp denies in every tier.) 'clean', or what failed: the supervisor then
+    closes this sandbox and starts a fresh one."""
+    if not conf["kill_all"]:
+        return "no way to kill what the solution left running"
+    try:
+        _kill_the_rest(conf)
+        for path, mode in scratch:
+            if os.stat(path).st_mode != mode:
+                os.chmod(path, mode)
+            empty_dir(path)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "clean"
+
+
 def main():
     # The harness makes no reference cycles worth collecting; its collections (a full one while
     # its code and ctypes are being set up, then one every few tests) cost ~3 ms a solution. Each
@@ -563,45 +635,20 @@ def main():
     os.close(null)
     for fd in (proto_in, proto_out):
         os.set_inheritable(fd, False)
-    job = recv(proto_in)  # the batch's settings: the sandbox may be started before its solution is known
-    if job is None:
+    settings = recv(proto_in)  # the batch's: the sandbox may be started before its solutions are known
+    if settings is None:
         return
-    layers, abi, fprog = confine(job["confine"])
-    box = Sandbox(job, abi, fprog)
+    conf = settings["confine"]
+    layers, abi, fprog = confine(conf)
+    box = Sandbox(settings, abi, fprog)
     import builtins
 
     builtins.exit = builtins.quit = sys.exit  # ``python -S`` has no site to define them
-    sys.path.extend(job.get("site", []))
-    solution = recv(proto_in)  # code, mode, fn_name: read only once every layer is in place
-    if solution is None:
-        return
-    job.update(solution)
+    sys.path.extend(settings.get("site", []))
     ready = ["ready", sys.version.split()[0], abi, int(layers["seccomp"]), ",".join(layers["rlimits"]), layers["root"]]
-    if job["language"] == "cpp":
-        code_obj, error = compile_cpp(box, job["code"])
-        if error:
-            send(proto_out, *ready, error)
-            return
-    else:
-        try:
-            code_obj = compile(job["code"], "<solution>", "exec", dont_inherit=True)
-        except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
-            import traceback
-
-            send(proto_out, *ready, "".join(traceback.format_exception_only(type(exc), exc))[-2000:])
-            return
-        if job["mode"] == "call":
-            import json  # noqa: F401  (once here rather than in every test's child)
-        import atexit  # noqa: F401  (a built-in module: _normal_end finds it without an import in the child)
-
-        box.prepare(prelude_namespace(job.pop("prelude"), code_names(code_obj)) if job.get("prelude") else {})
-    send(proto_out, *ready, "")  # in the order of READY_FIELDS
-    gc.freeze()  # what exists now is never traversed again: no collection dirties the pages forks share
-    while True:
-        message = recv(proto_in)
-        if message is None:
-            return
-        send(proto_out, *run_test(box, code_obj, message))
+    scratch = [(path, os.stat(path).st_mode) for path in conf["write_paths"] if os.path.isdir(path)]
+    while serve(box, settings, ready, proto_in, proto_out):
+        send(proto_out, clear_solution(conf, scratch))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ A batch always gets one result per solution: whatever a solution does, its failu
 from __future__ import annotations
 
 import os
+import queue
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +17,12 @@ from pathlib import Path
 
 from branchmerge.errors import UserError, choice_error
 from branchmerge.sandbox.cases import Suite, parse_tests
-from branchmerge.sandbox.harness import REPLY_FIELDS, wall_cap
+from branchmerge.sandbox.harness import wall_cap
 from branchmerge.sandbox.judge import number, text, verdict
 from branchmerge.sandbox.results import LANGUAGES, Limits, Result, TestResult
 from branchmerge.sandbox.session import EXCERPT, Session
 from branchmerge.sandbox.tiers import SAFE_TIERS, TIERS, Interpreter, interpreter
-from branchmerge.sandbox.warm import Launcher
+from branchmerge.sandbox.warm import Launcher, Lease
 
 STARTUP_S = 20.0  # the harness must be up and the code compiled within this
 SLACK_S = 10.0  # beyond a test's wall-clock cap before the supervisor gives up on the harness
@@ -34,7 +35,8 @@ def _execute(
     language: str = "python", retire: Callable[[Session], None] = Session.close,
 ) -> Result:
     """One solution on a sandbox from ``take()`` (started ahead of time by a ``Launcher``, or just
-    now); ``retire`` tears it down (in the background with a ``Launcher``). ``time_s`` runs from
+    now); ``retire`` hands it back (a ``Lease`` recycles it for the next solution or closes it in
+    the background; the default closes it at once). ``time_s`` runs from
     taking the sandbox to the verdict."""
     started = time.monotonic()
     result = Result("sandbox_error", [], "", tier, total=len(suite.cases), python=py.version)
@@ -47,9 +49,10 @@ def _execute(
         _serve(session, code, suite, limits, language, result)
     except Exception as exc:  # noqa: BLE001  (a bug here must cost this solution its result, not the batch)
         result.verdict, result.detail = "sandbox_error", f"supervisor error: {type(exc).__name__}: {exc}"[:300]
+        session.spoiled = True
     finally:
         if session.group is not None:
-            result.cpu_s = round(session.group.cpu_s(), 4)
+            result.cpu_s = round(session.cpu_s(), 4)
         result.time_s = round(time.monotonic() - started, 4)
         retire(session)
     if not result.cpu_s:
@@ -114,9 +117,7 @@ def _run_cases(session: Session, suite: Suite, limits: Limits, result: Result) -
     cpu_before = session.group.cpu_s() if session.group else 0.0
     for index, case in enumerate(suite.cases):
         base_mb = session.group.start_peak() if session.group else None
-        sent = session.channel.send(case.send)
-        deadline = time.monotonic() + wall_cap(float(limits.timeout_s)) + SLACK_S
-        reply = session.channel.recv(REPLY_FIELDS, deadline) if sent else "eof"
+        reply = session.test(case.send, time.monotonic() + wall_cap(float(limits.timeout_s)) + SLACK_S)
         ooms_after = session.oom_kills()
         ooms, ooms_before = ooms_after - ooms_before, ooms_after
         cpu_after = session.group.cpu_s() if session.group else 0.0
@@ -253,17 +254,35 @@ def run_many(
     tier = select_tier(limits)
     py = interpreter(limits.python)
 
-    def one(launcher: Launcher, i: int) -> Result:
+    results: list[Result | None] = [None] * len(jobs)
+    pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in range(len(jobs)):
+        pending.put(i)
+
+    def work(launcher: Launcher) -> None:
+        """One worker: the next job while any is left, on the sandbox it holds while that can be reused."""
+        lease = Lease(launcher)
         try:
-            return _execute(jobs[i][0], suites[i], limits, tier, py, launcher.take, language, launcher.retire)
-        except Exception as exc:  # noqa: BLE001  (e.g. every uid busy: this job's error, not the batch's)
-            return Result("sandbox_error", [], "", tier, total=len(suites[i].cases), python=py.version,
-                          detail=f"supervisor error: {type(exc).__name__}: {exc}"[:300])  # fmt: skip
+            while True:
+                try:
+                    i = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results[i] = _execute(jobs[i][0], suites[i], limits, tier, py, lease.take, language, lease.retire)
+                except Exception as exc:  # noqa: BLE001  (e.g. every uid busy: this job's error, not the batch's)
+                    results[i] = Result("sandbox_error", [], "", tier, total=len(suites[i].cases), python=py.version,
+                                        detail=f"supervisor error: {type(exc).__name__}: {exc}"[:300])  # fmt: skip
+        finally:
+            lease.close()
 
     workers = min(workers or os.cpu_count() or 1, len(jobs))
-    # the next solutions' sandboxes start while these run (``warm``): one ahead per worker
+    # sandboxes start ahead of the solutions they serve (``warm``): one per worker
     with Launcher(partial(Session.start, tier, py, limits, language), len(jobs), ahead=workers) as launcher:
         if workers <= 1:
-            return [one(launcher, i) for i in range(len(jobs))]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(partial(one, launcher), range(len(jobs))))
+            work(launcher)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for future in [pool.submit(work, launcher) for _ in range(workers)]:
+                    future.result()
+    return results

@@ -6,10 +6,15 @@ start-up. Torn down, it waits for its processes to die and its cgroup to empty. 
 all this between two solutions would add it to every solution's wall time; here it happens on
 background threads while the workers run tests, so the waits overlap instead of adding up.
 
-``Launcher(start, total, ahead)`` keeps ``ahead`` sandboxes starting or ready (never more than the
-batch still needs); ``take()`` hands out the oldest; ``retire(session)`` closes one in the
-background. A prepared sandbox holds its uid and cgroup but has run nothing of any solution; every
-one left over is closed by ``close()``, which also waits for every retirement.
+``Launcher(start, total, ahead)`` starts ``ahead`` sandboxes (never more than the batch has
+solutions); ``take()`` hands out the oldest and, when the sandbox it hands out cannot be reused,
+starts another in its place; ``retire(session)`` closes one in the background. A prepared sandbox
+holds its uid and cgroup but has run nothing of any solution; every one left over is closed by
+``close()``, which also waits for every retirement.
+
+A worker holds its sandbox in a ``Lease`` from one solution to the next while the sandbox can be
+recycled (``Session.recycle``), and takes a fresh one when it cannot: with a reusable tier a batch
+starts about one sandbox per worker instead of one per solution.
 """
 
 from __future__ import annotations
@@ -40,16 +45,21 @@ class Launcher:
 
     def take(self) -> Session:
         """The next prepared sandbox (waiting for it if it is still starting); raises OSError if it
-        could not be started. Starts another one in its place while the batch needs more."""
+        could not be started. Starts another one in its place while the batch may need more: a
+        sandbox that serves one solution only is replaced at once; a reusable one only when it
+        is retired (rarely), so no spare is started for nothing."""
         with self._lock:
             if not self._ready:
                 if self._left <= 0:
                     raise RuntimeError("more sandboxes taken than the batch has solutions")
                 self._submit()
             future = self._ready.popleft()
-            if self._left > 0:
-                self._submit()
-        return future.result()
+        session = future.result()
+        if not session.reusable:
+            with self._lock:
+                if self._left > 0:
+                    self._submit()
+        return session
 
     def retire(self, session: Session) -> None:
         """Close ``session`` in the background (its result has been read already)."""
@@ -78,3 +88,26 @@ class Launcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Lease:
+    """A worker's sandbox, kept from one solution to the next while it can be recycled."""
+
+    def __init__(self, launcher: Launcher) -> None:
+        self.launcher, self.session = launcher, None
+
+    def take(self) -> Session:
+        if self.session is None:
+            self.session = self.launcher.take()
+        return self.session
+
+    def retire(self, session: Session) -> None:
+        """After a solution: ready the sandbox for the next one, or close it (in the background)."""
+        if not session.recycle():
+            self.session = None
+            self.launcher.retire(session)
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.launcher.retire(self.session)
+            self.session = None
