@@ -154,11 +154,12 @@ TWO_SUM = {
     "outputs": ["[0, 1]", "[1, 2]", "[0, 1]"],
     "fn_name": "twoSum",
 }
-# about 0.3 s of CPU per test on an idle 2-core VM and 0.5-0.65 s with six other processes spinning
-# (the same loop at 10 M reached 1.27 s there, too close to the limit): accepted under a 1.5 s CPU
-# limit however busy the machine is, while a wall-clock limit turns it into time_limit once other
-# processes take three quarters of the cores (2-2.6 s of wall time then)
-BUSY_OK = "s = 0\nfor i in range(5_000_000):\n    s += i\na, b = map(int, input().split())\nprint(a + b)\n"
+# 0.6 s of the test's own CPU time, however fast the machine (a fixed loop took 0.3 s on one day's
+# VM and 0.65 s on another's): accepted under a 1.5 s CPU limit however busy the machine is, while a
+# wall-clock limit turns it into time_limit once other processes take three quarters of the cores
+# (2-2.6 s of wall time then)
+BUSY_OK = ("import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6:\n    pass\n"
+           "a, b = map(int, input().split())\nprint(a + b)\n")
 # (name, code, tests, timeout_s, expected verdict per test)
 VERDICT_CASES = [
     ("accepted", AB_OK, AB, 1.5, ["accepted"] * 3),

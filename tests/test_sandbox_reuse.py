@@ -89,3 +89,22 @@ def test_not_reused_after_an_oom_kill():
     first, oom, after = run_many(jobs, Limits(timeout_s=5, memory_mb=128), workers=1)
     assert oom.verdict == "memory_limit", (oom.verdict, oom.detail)
     assert _sandboxes([first, after]) == [0, 1], (_ident(first), _ident(after))
+
+
+@pytest.mark.parametrize("tier", SAFE_PARAMS)
+def test_orphans_do_not_pile_up_across_solutions(tier):
+    """Each solution orphans 12 sleepers (killed after its test). In a recycled sandbox their zombies
+    must be reaped at once, or over a few solutions they would use up the process limit (16) and
+    later solutions would fail to fork."""
+    orphans = (
+        "import os, time\n"
+        "for _ in range(12):\n"
+        "    if os.fork() == 0:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(60)\n"
+        "        os._exit(0)\n"
+        "    os.wait()\n"
+        "print('ok')\n"
+    )
+    results = run_many([(orphans, {"inputs": [""], "outputs": ["ok"]})] * 5, Limits(tier=tier, processes=16), workers=1)
+    assert [r.verdict for r in results] == ["accepted"] * 5, [(r.detail, r.stderr[-300:]) for r in results]

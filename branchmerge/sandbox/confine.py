@@ -18,6 +18,7 @@ PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_CAPBSET_DROP = 24
 PR_SET_SECUREBITS = 28
+PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 SECCOMP_MODE_FILTER = 2
@@ -115,6 +116,11 @@ def drop_capabilities():
     _libc.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)  # CLEAR_ALL (absent before 4.3: nothing to clear)
     data = (_CapData * 2)()
     _check(_libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data), "capset")
+
+
+def become_subreaper():
+    """Orphaned descendants are reparented to us (and reaped by us), not to the host's init."""
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "child subreaper")
 
 
 def lock_down():
