@@ -36,8 +36,10 @@ COVERAGE = {
         "does_not": [
             "metadata of host paths: stat, readlink and access on paths its uid can traverse still reveal "
             "that they exist, their sizes and times (Landlock checks opens, not lookups)",
-            "no pid namespace: it can see which pids exist (kill(pid, 0)); its leftovers are killed by uid "
-            "and cgroup sweeps rather than by the kernel",
+            "no pid namespace: it can see which pids exist (kill(pid, 0)); its leftovers are killed by its "
+            "harness after each test (kill(-1), which Landlock's signal scope (ABI >= 6) or a uid of its own "
+            "keeps to the sandbox; else level by level as their subreaper) and by uid and cgroup sweeps, not by "
+            "the kernel: if the harness itself dies mid-test, without root or a cgroup what it left lives on",
             "the host's network namespace and hostname (unreachable without sockets, but not hidden)",
             _KERNEL + "; timing side channels",
         ],
@@ -60,9 +62,10 @@ FALLBACK = (
 )
 
 REUSE = (
-    f"a sandbox serves up to {REUSE_MAX} solutions in turn where its harness can kill every process in it (a pid "
-    "namespace, or a uid of its own as root): between two, every process of the first is killed and every file "
-    "it left is deleted; a sandbox whose harness failed, stopped answering or met an OOM kill serves no other"
+    f"a sandbox serves up to {REUSE_MAX} solutions in turn: between two, every process of the first is killed "
+    "(the harness is the subreaper of every test, so whatever a solution left running is its descendant, and "
+    "is killed level by level) and every file it left is deleted; a sandbox whose harness failed, stopped "
+    "answering, could not kill a leftover within 2 s or met an OOM kill serves no other"
 )
 
 

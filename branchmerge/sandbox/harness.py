@@ -504,30 +504,49 @@ def run_test(box, code_obj, message):
 
 
 def _clear_up(pid, conf):
-    """Nothing of a test outlives it: its process group, then (with a uid or pid namespace of our
-    own) every other process but us, and we reap what it orphaned."""
+    """Nothing of a test outlives it: its process group, then every process it left (``_kill_the_rest``)."""
     _kill_group(pid)
     _kill_the_rest(conf)
 
 
+# /proc/self/task/<pid>/children, opened before Landlock shuts /proc (``confine``)
+_CHILDREN_FD = None
+
+
+def _own_children():
+    """As the subreaper of every test, the harness's children are every process a solution left
+    running, at some depth: the rest are their descendants, which come to us when their parent
+    dies. None without the /proc file."""
+    if _CHILDREN_FD is None:
+        return None
+    return [int(pid) for pid in os.pread(_CHILDREN_FD, 1 << 16, 0).split()]
+
+
 def _kill_the_rest(conf, patience_s=2.0):
-    """True when no child of ours is left. As the namespace's init, or as a subreaper
-    (``confine``), what a test orphaned is ours to reap; a SIGKILL lands a little later than
-    kill() returns, so where we could kill them all we wait (briefly) for them to die: a zombie
-    left over would count against the process limit and show to the next solution."""
-    if conf["kill_all"]:
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except OSError:
-            pass
+    """Kill and reap every process a test left: True when no child of ours is left. Killing our
+    children level by level reaches the whole tree without a pid namespace or a uid of its own (a
+    process cannot leave it: its orphans are ours), and a pid stays ours until we reap it, so no
+    other process is hit. A SIGKILL lands a little after kill() returns; a zombie left over would
+    count against the process limit and show to the next solution, so we wait (briefly) for them."""
     deadline = time.monotonic() + patience_s
     while True:
+        if conf["kill_all"]:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+        children = _own_children()
+        for pid in children or ():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         try:
-            if os.waitpid(-1, os.WNOHANG)[0] != 0:
-                continue
+            while os.waitpid(-1, os.WNOHANG)[0] != 0:
+                pass
         except ChildProcessError:
             return True
-        if not conf["kill_all"] or time.monotonic() > deadline:
+        if (children is None and not conf["kill_all"]) or time.monotonic() > deadline:
             return False
         time.sleep(0.001)
 
@@ -556,6 +575,11 @@ def confine(conf):
         build_root(conf["root"])
         drop_capabilities()
         layers["root"] = "own"
+    global _CHILDREN_FD
+    try:
+        _CHILDREN_FD = os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY)
+    except OSError:
+        pass
     for name, value in conf["rlimits"].items():
         resource.setrlimit(getattr(resource, name), (value, value))
     layers["rlimits"] = sorted(conf["rlimits"])
@@ -564,6 +588,10 @@ def confine(conf):
     if abi:
         apply_landlock(abi, conf["read_paths"], conf["write_paths"])
     layers["landlock_abi"] = abi
+    # kill(-1) reaches every process of our pid namespace or of a uid of our own; in a Landlock
+    # domain scoped for signals (ABI >= 6) it reaches only our domain and the ones nested in it:
+    # the sandbox's processes, even where we share the caller's uid. One call, atomic against fork
+    conf["kill_all"] = conf["kill_all"] or abi >= 6
     # the filter goes on the harness itself, once: every child inherits it for free (attaching it
     # per test cost ~0.2 ms); only kill(-1), which the harness needs to clear up after a test, is
     # left to a tiny filter each child adds
@@ -621,8 +649,6 @@ def clear_solution(conf, scratch):
     modes are put back. (The rest of what a process could leave behind, SysV IPC, message queues
     and keyrings, seccomp denies in every tier.) 'clean', or what failed: the supervisor then
     closes this sandbox and starts a fresh one."""
-    if not conf["kill_all"]:
-        return "no way to kill what the solution left running"
     try:
         if not _kill_the_rest(conf):
             return "a process of the last solution would not die"

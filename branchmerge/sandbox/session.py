@@ -11,8 +11,9 @@ harness is fully confined before it reads a byte of it.
 left running and deletes every file it left, so the next one finds what a fresh sandbox has, for
 a fraction of a fresh sandbox's cost (~20 ms of CPU: interpreter and harness start-up, bwrap,
 setpriv, namespaces). Only a sandbox whose every exchange went as the protocol says, whose
-harness can kill every process of the sandbox (a pid namespace or a uid of its own), and that
-no OOM kill touched is recycled, at most ``REUSE_MAX`` times; any other is closed.
+harness killed every process the last solution left (it is their subreaper, so they are all
+its descendants; a pid namespace or a uid of its own lets it kill them all at once too), and
+that no OOM kill touched is recycled, at most ``REUSE_MAX`` times; any other is closed.
 """
 
 from __future__ import annotations
@@ -207,9 +208,9 @@ class Session:
 
     @property
     def reusable(self) -> bool:
-        """Whether it may serve more than one solution: its harness can kill every process of the
-        sandbox (a pid namespace, or a uid of its own) and confines its children."""
-        return self.tier in SAFE_TIERS and self.plan is not None and bool(self.plan.confine["kill_all"])
+        """Whether it may serve more than one solution: its harness confines its children (and,
+        as their subreaper, can kill every process they leave: ``recycle`` asks it to)."""
+        return self.tier in SAFE_TIERS and self.plan is not None
 
     def begin(self, code: str, mode: str, fn_name: str | None) -> bool:
         """Hand the waiting harness a solution. False if it is gone already."""

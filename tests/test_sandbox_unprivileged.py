@@ -1,0 +1,119 @@
+"""What a user without root gets: the landlock tier as the caller's own uid, no cgroup, no uid of
+the sandbox's own to sweep. Run for real as ``nobody`` (the test needs root to become it). A
+detached, double-forked sleeper must not outlive its test, and a recycled sandbox must hand the
+next solution nothing of the last one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from branchmerge.sandbox.confine import landlock_abi
+
+NOBODY = 65534
+SETPRIV = shutil.which("setpriv")
+
+# the sleeper's pid comes back through a pipe and is printed; the files stay in the working dir
+LEAVE = (
+    "import os, time\n"
+    "r, w = os.pipe()\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    pid = os.fork()\n"
+    "    if pid == 0:\n"
+    "        time.sleep(60)\n"
+    "    os.write(w, str(pid).encode())\n"
+    "    os._exit(0)\n"
+    "os.makedirs('a/b')\nopen('a/b/f', 'w').write('x')\nos.chmod('a', 0)\n"
+    "print(os.getppid(), os.read(r, 20).decode())\n"
+)
+LOOK = "import os\nopen('new', 'w').write('x')\nprint(os.getppid(), sorted(os.listdir('.')))\n"
+# run as nobody: both solutions on one worker, the verdicts' details back as JSON
+# (RLIMIT_NPROC only keeps a fork bomb that got out from taking the machine down with the test)
+DRIVER = """
+import json, resource, sys
+from branchmerge.sandbox import Limits, run_many
+resource.setrlimit(resource.RLIMIT_NPROC, (400, 400))
+jobs = [(code, {"inputs": [""], "outputs": ["?"]}) for code in json.loads(sys.argv[1])]
+results = run_many(jobs, Limits(tier="landlock", timeout_s=float(sys.argv[2])), workers=1)
+print(json.dumps([[r.verdict, r.tests[0].detail if r.tests else r.detail, r.tier] for r in results]))
+"""
+
+
+def _as_nobody(args: list[str], cwd: str) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": cwd, "TMPDIR": cwd}
+    argv = [SETPRIV, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, *args]
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def nobody_dir():
+    """A dir nobody can write, skipping where nobody cannot run this checkout (a clone in a
+    private home dir)."""
+    if os.geteuid() != 0 or not SETPRIV:
+        pytest.skip("needs root and setpriv to run as another user")
+    path = tempfile.mkdtemp(prefix="branchmerge-nobody-")
+    os.chmod(path, 0o777)
+    probe = _as_nobody(["-c", "import branchmerge.sandbox"], path)
+    if probe.returncode != 0:
+        shutil.rmtree(path)
+        pytest.skip(f"nobody cannot import this checkout: {probe.stderr.strip()[-200:]}")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_as_nobody(codes: list[str], cwd: str, timeout_s: float = 5) -> list[list[str]]:
+    proc = _as_nobody(["-c", DRIVER, json.dumps(codes), str(timeout_s)], cwd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _nobodys_processes() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == NOBODY:
+                    found.append(int(entry.name))
+            except FileNotFoundError:
+                pass
+    return found
+
+
+def _alive_as_nobody(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}").stat().st_uid == NOBODY
+    except FileNotFoundError:
+        return False
+
+
+def test_without_root_nothing_outlives_a_test_and_a_recycled_sandbox_is_clean(nobody_dir):
+    (v1, d1, tier1), (v2, d2, tier2) = _run_as_nobody([LEAVE, LOOK], nobody_dir)
+    assert tier1 == tier2 == "landlock" and v1 == v2 == "wrong_answer", (d1, d2)
+    harness1, sleeper = d1.split("got ", 1)[1].strip("'\"").split()
+    harness2, files = d2.split("got ", 1)[1].strip("'\"").split(" ", 1)
+    assert harness1 == harness2, "the second solution did not run in the recycled sandbox"
+    assert files == "['new']", files  # nothing the first left: not even its unreadable dir
+    assert not _alive_as_nobody(int(sleeper)), f"the detached sleeper {sleeper} outlived its test"
+    assert not [p for p in Path(nobody_dir).iterdir() if p.name.startswith("branchmerge-sbx-")]
+
+
+@pytest.mark.skipif(
+    landlock_abi() < 6, reason="kill(-1) is confined to the sandbox by Landlock's signal scope (ABI >= 6)"
+)
+def test_without_root_a_fork_bomb_out_of_its_process_group_is_killed(nobody_dir):
+    """Every process forks forever, each in a session of its own (out of reach of the test's
+    process group): the harness still kills them all, and the next solution runs."""
+    bomb = "import os\nwhile True:\n    try:\n        if os.fork() == 0:\n            os.setsid()\n    except OSError:\n        pass\n"
+    before = _nobodys_processes()
+    (v1, d1, _), (v2, d2, _) = _run_as_nobody([bomb, LOOK], nobody_dir, timeout_s=1)
+    assert v1 == "time_limit", d1
+    assert v2 == "wrong_answer" and d2.endswith("['new']\""), d2
+    assert not [pid for pid in _nobodys_processes() if pid not in before]
