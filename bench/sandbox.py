@@ -1,15 +1,16 @@
-"""Sandbox throughput: our pool (one sandboxed harness per solution, fork per test) against one
-sandboxed interpreter per test (the human-eval/LiveCodeBench style of process-per-execution), on
-the same batch of correct solutions, the same isolation (bubblewrap or the best tier here), the
-same dedicated uids and the same number of workers.
+"""Sandbox throughput: our pool (a sandboxed harness that serves up to ``REUSE_MAX`` solutions in
+turn, cleared between two, fork per test) against one sandboxed interpreter per test (the
+human-eval/LiveCodeBench style of process-per-execution), on the same batch of correct solutions,
+the same isolation (bubblewrap or the best tier here), the same dedicated uids and the same
+number of workers.
 
     python bench/sandbox.py [--problems 24] [--tests 20] [--workers N]
 
-Target: ours >= 5x the anchor's tests/s. Ours pays for the hardening (a cgroup per solution where the
+Target: ours >= 5x the anchor's tests/s. Ours pays for the hardening (a cgroup per sandbox where the
 host allows one, the harness's own root, Landlock and seccomp per test); the anchor gets the same
 namespaces, uid and rlimits but no cgroup, so the ratio is if anything understated.
 
-Ours starts each solution's sandbox ahead of time and tears it down in the background
+Ours starts sandboxes ahead of time, recycles them, and tears them down in the background
 (``branchmerge.sandbox.warm``), so the per-solution overhead reported is what a solution's own wall
 time adds beyond its tests; the cold figure (start-up to teardown of one sandbox, nothing
 overlapped) and the CPU per solution show what that hides, not removes. Load average and CPU

@@ -148,6 +148,19 @@ def test_prelude_names_come_from_global_lookups_only(monkeypatch):
         assert {"eval", "getattr"} <= code_names(compile(dynamic, "<s>", "exec", dont_inherit=True))
 
 
+def test_prelude_names_in_string_annotations_are_bound():
+    """Under ``from __future__ import annotations`` (or a quoted annotation) a prelude name is
+    looked up only when something evaluates the annotation: it must be bound all the same."""
+    code = (
+        "from __future__ import annotations\n"
+        "def f(x: List[int], q: deque, c: 'Counter[str]') -> Optional[int]:\n    return None\n"
+        "hints = get_type_hints(f)\nprint(hints['x'], hints['q'], hints['c'], hints['return'])\n"
+    )
+    expected = "typing.List[int] <class 'collections.deque'> typing.Counter[str] typing.Optional[int]\n"
+    result = run(code, {"inputs": [""], "outputs": [expected]}, FAST)
+    assert result.verdict == "accepted", (result.tests, result.stderr)
+
+
 def test_child_starts_as_python3_would():
     """What the harness prepares before forking (streams, module, collector off) is what a
     python3 process reading a file and writing to pipes would have."""

@@ -138,10 +138,27 @@ def code_names(code, ops=None):
         names = set(code.co_names)
     if _DYNAMIC_ATTRS.intersection(code.co_names):
         names |= _DYNAMIC
+    # the strings a class or module body has anyway: the qualnames of its functions and classes,
+    # and the keys of its own names (``__annotations__['q']``)
+    own = {c.co_qualname for c in code.co_consts if hasattr(c, "co_qualname")}.union(code.co_names)
     for const in code.co_consts:
         if hasattr(const, "co_code"):
             names |= code_names(const, ops)
+        elif isinstance(const, str) and const not in own:
+            # a string annotation (or any under ``from __future__ import annotations``) is looked up
+            # only when something evaluates it (typing.get_type_hints): its names count as used
+            names.update(_identifiers(const))
     return names
+
+
+# every ASCII character that cannot be part of an identifier, as a space
+_NOT_IDENT = {c: " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")}
+
+
+def _identifiers(text):
+    """The identifiers in ``text``: a word of a string constant pulls in at worst a module the code
+    does not need (start-up time), never leaves one out."""
+    return [word for word in text[:4096].translate(_NOT_IDENT).split() if word.isidentifier()]
 
 
 def _all_names(code):
