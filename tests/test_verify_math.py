@@ -73,6 +73,15 @@ def _fast_candidates() -> list[tuple[str, str, str]]:
         for variant in (g, g.replace("\\frac", "\\dfrac"), g.replace(" ", ""), f" {g} ", paren, g.replace(",", ", "), g.replace(", ", ","),
                         f"${g}$", g + ".", f"x = {g}", f"{g}.0", f"{g}1", f"-{g}", f"{g}/1", f"{g}.0001"):
             out.append((g, variant, fmt))
+    # lists in brackets: tuples, sets and intervals, including the empty intervals that are equal
+    # with different endpoints, reordered sets, repeated elements and digit groups
+    lists = [("(15,-29)", "(25,-29)"), ("(2,4)", "(3,4)"), ("(2,4)", "(4,2)"), ("(3,3)", "(4,4)"), ("[3,3]", "[4,4]"),
+             ("(5,3]", "(6,3]"), ("(5,3]", "(2,3]"), ("[1,2)", "[1,3)"), ("[1,2)", "[1,2]"), ("(1,2)", "[1,2]"),
+             ("\\{1,2\\}", "\\{2,1,1\\}"), ("\\{1,2,3\\}", "\\{3,2,1\\}"), ("\\{1,2\\}", "\\{1,3\\}"),
+             ("(1,2)", "(1,2,3)"), ("(1,2,3)", "(1,2,4)"), ("(1,000)", "(1,001)"), ("(1, 6)", "(1,7)"),
+             ("\\left( \\frac{3}{2}, -13 \\right)", "\\left( \\frac{4}{2}, -13 \\right)"), ("(\\sqrt{2}, \\pi)", "(\\sqrt{3}, \\pi)"),
+             ("(\\frac{1}{3}, 2)", "(0.333333, 2)"), ("(\\frac{1}{3}, 2)", "(0.3333, 2)"), ("(a+5)(b+2)", "(a+5)(b+3)")]
+    out += [(g, p, "latex") for g, p in lists]
     return sorted(set(out))
 
 
@@ -80,7 +89,7 @@ def test_fast_paths_never_change_a_verdict() -> None:
     """The fast paths may only ever skip work: each one agrees with the full check."""
     cases = [(g, p, f, fast) for g, p, f in _fast_candidates() if (fast := math_check.fast_verdict(g, p, f))]
     assert len(cases) >= 150
-    assert {c[3][1] for c in cases} == {"fast_same_text", "fast_number", "fast_value"}
+    assert {c[3][1] for c in cases} == {"fast_same_text", "fast_number", "fast_value", "fast_list"}
     full = run_pool("branchmerge.verify.grader:_check_item", [(g, p, f, {}) for g, p, f, _ in cases],
                     lambda item, why: {"ok": None, "rule": why}, workers=2, timeout=10)
     disagree = [(g, p, fast, r) for (g, p, f, fast), r in zip(cases, full) if r["ok"] != fast[0]]

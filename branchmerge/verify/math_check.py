@@ -129,7 +129,57 @@ def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | N
     gx, px = numeric.value(g), numeric.value(rest)
     if gx is not None and px is not None and numeric.clearly_different(gx, px):
         return False, "fast_value"
+    if _lists_differ(g, p):
+        return False, "fast_list"
     return None
+
+
+_BRACKET = re.compile(r"\\[{}]|[][(){}]")
+_THOUSANDS = re.compile(r"\d,\s*\d{3}(?!\d)")  # "(1,000, 2)": a digit group or an element? not ours to say
+
+
+def _list_values(text: str) -> tuple[str, str, list[float]] | None:
+    """A bracketed list of plain numeric expressions ("(15,-29)", "[\\frac{1}{2},3)", "\\{1,2\\}"):
+    its brackets and element values. None unless one pair of brackets encloses the whole text and
+    every top-level, comma-separated element has a value."""
+    opening = _BRACKET.match(text)
+    if opening is None or opening.group() not in ("(", "[", "\\{") or _THOUSANDS.search(text):
+        return None
+    depth, cuts = 0, [opening.end()]
+    for m in _BRACKET.finditer(text):
+        depth += 1 if m.group()[-1] in "([{" else -1
+        if depth == 0 and m.end() != len(text):
+            return None  # "(a+5)(b+2)": the first bracket closes early
+    if depth != 0:
+        return None
+    level = 0
+    for i, ch in enumerate(text):  # top-level commas: depth 1, inside the enclosing brackets
+        level += (ch in "([{") - (ch in ")]}")
+        if ch == "," and level == 1:
+            cuts.append(i + 1)
+    closing = _BRACKET.findall(text)[-1]
+    bounds = zip(cuts, [c - 1 for c in cuts[1:]] + [len(text) - len(closing)])
+    values = [numeric.value(text[a:b]) for a, b in bounds]
+    if len(values) < 2 or None in values:
+        return None
+    return opening.group(), closing, values  # type: ignore[return-value]
+
+
+def _lists_differ(gold: str, pred: str) -> bool:
+    """Two lists in the same brackets whose sets of values differ: unequal for math-verify whether
+    it reads them as tuples, sets or intervals (it compares tuples and sets element by element,
+    intervals by their endpoints). Only empty intervals are equal with different endpoints, and it
+    reads "(3,3)" and "[4,3]" as tuples, but a half-open "(5,3]" as the empty set: so a half-open
+    pair decides only when it increases."""
+    g, p = _list_values(gold), _list_values(pred)
+    if g is None or p is None or g[:2] != p[:2]:
+        return False
+    gv, pv = g[2], p[2]
+    half_open = g[:2] in (("(", "]"), ("[", ")"))
+    if half_open and not all(len(v) != 2 or (v[1] > v[0] and numeric.clearly_different(*v)) for v in (gv, pv)):
+        return False
+    lonely = any(all(numeric.clearly_different(a, b) for b in pv) for a in gv)
+    return lonely or any(all(numeric.clearly_different(b, a) for a in gv) for b in pv)
 
 
 # ---- the full check ---------------------------------------------------------------------------
