@@ -301,6 +301,15 @@ def test_issue14_extraction_chain(segment: str, expected: tuple[str, str]) -> No
         ("p = 5, q = 2 \\quad \\text{and} \\quad p = 7, q = 2", "$p=5,q=2;p=7,q=2$", "correct"),
         ("5", "The answer is not 5; it is 6.", "incorrect"),
         ("2", "The answer is 2, 3, and 5.", "incorrect"),  # math-verify reads 2 here
+        # mixed numbers in plain text are one value; a fraction that is not proper makes no value
+        ("\\frac{5}{2}", "She has 2 1/2 cups left, so the answer is 2 1/2.", "correct"),
+        ("2", "The answer is 2 1/2.", "incorrect"),
+        ("2 1/2", "\\boxed{\\frac{5}{2}}", "correct"),  # a mixed-number gold
+        ("-\\frac{7}{4}", "x = -1 3/4", "correct"),
+        ("0.025", "It grew by 2 1/2%.", "correct"),
+        ("3", "The answer is 2 4/4.", "incorrect"),
+        ("11", "We get 3 1/2 then 11.", "correct"),
+        ("\\frac{1}{2}", "From 11.0 1/2 we keep 1/2.", "correct"),  # a decimal whole part: not mixed
     ],
 )
 def test_issue14_number_shapes_and_verdicts(gold: str, answer: str, verdict: str) -> None:
@@ -332,8 +341,26 @@ def test_peer_suites_at_default_settings() -> None:
     agree_plain = sum(a == b for a, b in zip(plain, expected))
     missed = [(c["id"], c["gold"], c["pred"][-80:]) for c, got, want in zip(cases, ours, expected) if want and not got]
     assert agree_ours >= agree_plain, missed
-    # the one label we knowingly contradict: "1 + 1/e" is not "1 - 1/e" (Math-Verify's test_yujianll
-    # expects equal, an artefact of how its parser reads \mathrm{e}); nothing else may be missed
-    assert [m[0] for m in missed] == ["Math-Verify-be84f6d66a"], missed
-    holdout = [(got, want) for c, got, want in zip(cases, ours, expected) if c["split"] == "holdout"]
-    assert len(holdout) >= 100 and all(got == want for got, want in holdout)
+    # the labels we knowingly contradict (never by passing what a suite fails); nothing else may
+    # be missed
+    assert sorted(m[0] for m in missed) == sorted(KNOWN_CONTRADICTIONS), missed
+    holdout = [(c["id"], got, want) for c, got, want in zip(cases, ours, expected) if c["split"] == "holdout"]
+    assert len(holdout) >= 100 and all(got == want or i in KNOWN_CONTRADICTIONS for i, got, want in holdout)
+
+
+KNOWN_CONTRADICTIONS = {
+    # "1 + 1/e" is not "1 - 1/e": Math-Verify's test_yujianll expects equal, an artefact of how its
+    # parser reads \mathrm{e}
+    "Math-Verify-be84f6d66a": "1 + 1/e vs 1 - 1/e",
+    # "11\n5/6" is 5 for Math-Verify's parser (a test that pins that behaviour, not an answer): the
+    # last value written is 5/6
+    "Math-Verify-1e72723169": "11\\n5/6 vs 5", "Math-Verify-c8ba94bc0f": "11\\r\\n5/6 vs 5",
+    # a final-answer statement whose LaTeX math-verify cannot parse, then a stray "42" or "1/2":
+    # Math-Verify falls back to the stray value; we grade what the statement says (incorrect, not
+    # unparsed: the answer was given), so a parser failure never turns into a pass on leftovers
+    "Math-Verify-6123de69c3": "Final answer is $\\sum..$. I hope. 42",
+    "Math-Verify-9426d7901c": "Final answer is $\\sum..$. I hope. $42$",
+    "Math-Verify-dff8ffdac2": "Final answer is $\\sum..$. I hope. 1/2",
+    # "$42$ and $\\sum..$" is one two-part answer for us; Math-Verify drops the part it cannot parse
+    "Math-Verify-5ee5303895": "$42$ and $\\sum..$ vs 42",
+}

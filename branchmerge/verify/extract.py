@@ -20,8 +20,8 @@ The math answer is the first of these that exists (``math_answer``):
    first mathematical expression after the anchor in that sentence, followed along copulas
    ("Final Answer: The largest $n$ is 34" -> 34).
 4. ``last_expression``: the last mathematical expression of the segment (a LaTeX environment, a
-   bare ``\\frac``, a number or a simple arithmetic expression), as math-verify's own unanchored
-   extraction does.
+   bare ``\\frac``, a number, a mixed number such as "4 4/9", or a simple arithmetic expression),
+   as math-verify's own unanchored extraction does.
 """
 
 from __future__ import annotations
@@ -171,6 +171,13 @@ _NUMBER_EXPR = re.compile(
     rf"(?P<value>{_NUM}(?:\s*[-+*/×÷^]\s*{_NUM})*(?:\s*(?:\\?%|percent(?:age)?\b|pct\b))?)"
     r"(?![\d])"
 )
+# a mixed number written outside maths: "4 4/9", "-1 000 4/9", "4 4/9%" (one value, not 4 and
+# 4/9). One space or tab only: a line break, a decimal or fractional whole part, or brackets
+# ("11/10 4/9", "11.0 4/9", "(11) 4/9") make two numbers, as Math-Verify's own tests have it
+_MIXED = re.compile(
+    r"(?<![\w.,/\\^{}()\[\]])[+-]?(?:\d{1,3}(?:[ \u00a0\u202f]\d{3})+|\d+)[ \t]\d+/\d+(?![\d/]|[.,]\d)"
+    r"(?:\s*(?:\\?%|percent(?:age)?\b|pct\b))?"
+)
 # a tuple or interval of plain numbers written outside maths: "(1, 2)", "[-1, 3)"
 _PLAIN_TUPLE = re.compile(rf"(?<![\w\\])[(\[]\s*{_NUM}(?:\s*,\s*{_NUM})+\s*[)\]]")
 # what joins plain numbers into one listed answer: "2, 3, and 5", "2 or 3", "-1; 4"
@@ -226,6 +233,9 @@ def candidates(text: str) -> list[_Candidate]:
     for m in _MALFORMED.finditer("".join(masked)):
         mask(m.start(), m.end())
     for m in _BARE_LATEX.finditer("".join(masked)):
+        found.append(_Candidate(m.start(), m.end(), _clean(m.group(0))))
+        mask(m.start(), m.end())
+    for m in _MIXED.finditer("".join(masked)):
         found.append(_Candidate(m.start(), m.end(), _clean(m.group(0))))
         mask(m.start(), m.end())
     for m in _PLAIN_TUPLE.finditer("".join(masked)):

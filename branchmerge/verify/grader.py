@@ -188,6 +188,9 @@ def _prepare_math_once(segment: str, gold: str, opts: dict[str, Any], quantities
         if not all(units) or units[0] == units[1]:
             gold, pred = gold_q[0] if gold_q else gold, pred_q[0] if pred_q else pred
     gold, pred = numbers.align(extract.join_parts(gold), extract.join_parts(pred))
+    if numbers.mixed_number(pred) == "invalid" and math_check.normalise(pred) != math_check.normalise(gold):
+        # "11 6/6" is neither 11, 1 nor 12: a malformed answer equals only itself
+        return Verdict("incorrect", {**detail, "rule": "invalid_mixed_number"})
     fast = math_check.fast_verdict(gold, pred, fmt)
     if fast is not None:
         return Verdict("correct" if fast[0] else "incorrect", {**detail, "rule": fast[1]})

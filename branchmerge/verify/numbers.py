@@ -47,8 +47,31 @@ def plain_number(text: str, comma_decimal: bool) -> str | None:
     return None
 
 
+_MIXED = re.compile(
+    r"(?P<sign>[+-]?)(?P<whole>\d{1,3}(?:[ \u00a0\u202f]\d{3})+|\d+)[ \t](?P<num>\d+)/(?P<den>\d+)\s*(?P<pct>\\%)?"
+)
+
+
+def mixed_number(text: str) -> str | None:
+    """A plain-text mixed number as one improper fraction ("-4 4/9" -> "-\\frac{40}{9}", a percent
+    sign kept); "invalid" when its fraction is not proper ("11 6/6", "4 4/0": no value at all, as
+    Math-Verify reads them); None when ``text`` is not a mixed number. (LaTeX's "4\\frac{4}{9}"
+    needs no help: math-verify reads it as 40/9.)"""
+    m = _MIXED.fullmatch(text.strip())
+    if m is None:
+        return None
+    num, den = int(m.group("num")), int(m.group("den"))
+    if not num < den:
+        return "invalid"
+    whole = int(re.sub(r"\D", "", m.group("whole")))
+    sign = "-" if m.group("sign") == "-" else ""
+    return f"{sign}\\frac{{{whole * den + num}}}{{{den}}}{m.group('pct') or ''}"
+
+
 def align(gold: str, pred: str) -> tuple[str, str]:
-    """(gold, pred) with plain numbers spelled one way, by the convention the gold shows."""
+    """(gold, pred) with plain numbers spelled one way, by the convention the gold shows, and
+    mixed numbers as improper fractions."""
+    gold, pred = (m if (m := mixed_number(t)) not in (None, "invalid") else t for t in (gold, pred))
     text = gold.strip()
     comma = _COMMA_DECIMAL.fullmatch(text)
     gold_comma_decimal = bool(comma and _gold_comma_is_decimal(comma))

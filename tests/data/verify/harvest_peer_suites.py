@@ -12,6 +12,8 @@ suite has commented out are not cases (several were disabled because their label
 - Math-Verify (Apache-2.0; ``tests/test_all.py`` carries lighteval's MIT header): tests/*.py
 - lighteval (MIT): tests/{,unit/}metrics/test_extractive_match.py, test_cases/gpqa_instruct_metric.json
 - open-r1 (Apache-2.0): tests/test_rewards.py (accuracy_reward cases)
+- Math-Verify's newer tests/test_mixed_number_extraction.py and test_failed_latex_span.py, written
+  as code rather than parameters: transcribed by hand (``TRANSCRIBED``)
 
 ``gold`` is the suite's gold reduced to a bare answer (last box, else the one maths environment
 that wraps it, else math-verify's own extraction); ``domain`` is ``science`` for option-letter
@@ -38,6 +40,53 @@ SOURCES = {
         "tests/unit/metrics/test_cases/gpqa_instruct_metric.json"]),
     "open-r1": ("huggingface/open-r1", "Apache-2.0", ["tests/test_rewards.py"]),
 }
+
+
+# Suites that state their cases in Given/When/Then code rather than literal parameters, transcribed
+# by hand as (test, gold, prediction, expected); each parse-only assertion ("parses to 40/9") is
+# the pair (that value, prediction, 1). From Math-Verify (Apache-2.0) after the commit above.
+_MV = "huggingface/Math-Verify@"
+_MIXED = _MV + "05aa3a67e1:tests/test_mixed_number_extraction.py"
+_SPAN = _MV + "056ad6253a:tests/test_failed_latex_span.py"
+_SUM = "$\\sum_{k=0}^n\\bigl(k\\bigr)$"
+_INVALID = [("4 4/0", ("4", "0")), ("4 0/0", ("4", "0")), ("-4 0/0", ("-4", "0")), ("0 0/0", ("0",)),
+            ("1 000 0/0", ("1000", "0")), ("-1 000 0/0", ("-1000", "0")), ("11 6/6", ("11", "1", "12", "10")),
+            ("11 7/6", ("11", "7/6", "73/6", "59/6")), ("The answer is 11 6/6.", ("11", "1", "12", "10")),
+            ("The answer is 4 0/0.", ("4", "0"))]
+_PERCENT = ["%", " %", "percent", " percent", "percentage", " percentage", "pct", " pct"]
+TRANSCRIBED = [
+    (_MIXED, "test_parse_positive_mixed_number_as_complete_value", "40/9", "4 4/9", 1),
+    (_MIXED, "test_parse_negative_mixed_number_as_negative_complete_value", "-40/9", "-4 4/9", 1),
+    (_MIXED, "test_parse_mixed_number_with_optional_positive_sign", "71/6", "11 5/6", 1),
+    (_MIXED, "test_parse_mixed_number_with_optional_positive_sign", "71/6", "+11 5/6", 1),
+    (_MIXED, "test_extract_mixed_number_from_answer_sentence", "40/9", "The answer is 4 4/9.", 1),
+    (_MIXED, "test_mixed_number_does_not_match_only_its_whole_number_prefix", "4", "The answer is 4 4/9.", 0),
+    (_MIXED, "test_parse_mixed_number_with_zero_whole_part", "4/9", "0 4/9", 1),
+    (_MIXED, "test_parse_mixed_number_with_zero_numerator_as_whole_value", "4", "4 0/9", 1),
+    (_MIXED, "test_parse_mixed_number_with_spaced_thousands_whole_part", "9004/9", "1 000 4/9", 1),
+    *[(_MIXED, "test_invalid_mixed_number_has_no_finite_component_equivalence", gold, pred, 0)
+      for pred, golds in _INVALID for gold in golds],
+    *[(_MIXED, "test_non_mixed_syntax_does_not_gain_an_implicit_operation", gold, pred, 0) for pred, gold in
+      [("11/10 4/9", "139/90"), ("11.0 4/9", "103/9"), ("(11) 4/9", "103/9"), ("11/10\n4/9", "139/90")]],
+    *[(_MIXED, "test_line_separator_does_not_form_a_mixed_number", gold, f"11{sep}5/6", label)
+      for sep in ("\n", "\r\n") for gold, label in (("71/6", 0), ("5", 1))],
+    (_MIXED, "test_explicit_addition_and_subtraction_remain_distinct", "11 + 4/9", "11 - 4/9", 0),
+    *[(_MIXED, "test_mixed_number_percentage_applies_to_complete_value", gold, f"4 4/9{suffix}", label)
+      for suffix in _PERCENT for gold, label in (("40/900", 1), ("40/9", 0))],
+    *[(_MIXED, "test_existing_expression_syntax_is_unchanged", gold, pred, 1) for pred, gold in
+      [("4 + 4/9", "40/9"), ("10/2", "5"), ("1 000", "1000"), ("$5.00", "5"), ("28%", "7/25"),
+       ("There are 4 objects and 4/9 remain.", "4/9"), ("4 4/9 2", "2")]],
+    *[(_SPAN, "test_failed_latex_retains_independent_fallbacks", gold, f"Final answer is {_SUM}. I hope. {suffix}", 1)
+      for suffix, gold in (("42", "42"), ("$42$", "42"), ("1/2", "1/2"))],
+    (_SPAN, "test_same_priority_and_multiple_latex_groups", "42", f"{_SUM} and $42$", 1),
+    (_SPAN, "test_same_priority_and_multiple_latex_groups", "42", f"$42$ and {_SUM}", 1),
+]
+
+
+def transcribed_cases() -> list[dict]:
+    return [{"test": test, "source": source, "gold_raw": gold, "pred": pred, "expected": expected,
+             "match_types": ["latex", "expr"], "language": "english", "settings": {}, "domain": "math"}
+            for source, test, gold, pred, expected in TRANSCRIBED]
 
 
 def git(repo: str, *args: str) -> str:
@@ -259,6 +308,10 @@ def main() -> None:
                 case.update(settings=settings, suite=name, source=f"{slug}@{head[:10]}:{path}::{case['test']}",
                             licence=licence)
                 found.setdefault(key, case)
+    for case in transcribed_cases():
+        key = ("Math-Verify", case["domain"], case["gold_raw"], case["pred"], tuple(sorted(DEFAULTS.items())))
+        found.setdefault(key, {**case, "settings": DEFAULTS, "suite": "Math-Verify",
+                               "source": f"{case['source']}::{case['test']}", "licence": SOURCES["Math-Verify"][1]})
     rows = []
     for case in found.values():
         digest = hashlib.sha256(f"{case['gold_raw']}\x1f{case['pred']}".encode()).hexdigest()
