@@ -82,6 +82,15 @@ def _fast_candidates() -> list[tuple[str, str, str]]:
              ("\\left( \\frac{3}{2}, -13 \\right)", "\\left( \\frac{4}{2}, -13 \\right)"), ("(\\sqrt{2}, \\pi)", "(\\sqrt{3}, \\pi)"),
              ("(\\frac{1}{3}, 2)", "(0.333333, 2)"), ("(\\frac{1}{3}, 2)", "(0.3333, 2)"), ("(a+5)(b+2)", "(a+5)(b+3)")]
     out += [(g, p, "latex") for g, p in lists]
+    # expressions in variables: products, quotients and roots of lone letters, and what must be
+    # left to sympy (names, calls, the constants e and i, equations, equal forms)
+    symbolic = [("x^3+3x-6", "x^3+3x-6+1"), ("(a+5)(b+2)", "(a+5)(b+2)+1"), ("-13x+3", "-13x+4"), ("p - q", "q - p"),
+                ("2k", "3k"), ("x+1", "y+1"), ("x^2", "x"), ("\\frac{a}{b}", "\\frac{b}{a}"), ("5", "5x"),
+                ("3\\sqrt{x}", "3\\sqrt{y}"), ("2\\pi r", "2\\pi r^2"), ("x(x+1)", "x^2+x"), ("ab", "ba"), ("2ab", "2ba"),
+                ("\\cos(x)", "\\cos(-x)"), ("cos(x)", "cos(-x)"), ("e^x", "e^{-x}"), ("i", "-i"), ("\\frac{x}{2}", "0.5x"),
+                ("y = 2x+1", "2x+1"), ("2x+1", "y = 2x+1"), ("\\frac{1}{x}", "x^{-1}"), ("x \\cdot y", "xy"), ("A+1", "A+2"),
+                ("k", "\\frac{2k}{2}"), ("f(x)", "f(-x)"), ("-1", "e^{i\\pi}"), ("2.718281828459045", "e"), ("1", "e^0"), ("\\frac{x}{3}", "\\frac{x}{3.0000001}")]
+    out += [(g, p, "latex") for g, p in symbolic]
     return sorted(set(out))
 
 
@@ -89,7 +98,7 @@ def test_fast_paths_never_change_a_verdict() -> None:
     """The fast paths may only ever skip work: each one agrees with the full check."""
     cases = [(g, p, f, fast) for g, p, f in _fast_candidates() if (fast := math_check.fast_verdict(g, p, f))]
     assert len(cases) >= 150
-    assert {c[3][1] for c in cases} == {"fast_same_text", "fast_number", "fast_value", "fast_list"}
+    assert {c[3][1] for c in cases} == {"fast_same_text", "fast_number", "fast_value", "fast_list", "fast_symbolic"}
     full = run_pool("branchmerge.verify.grader:_check_item", [(g, p, f, {}) for g, p, f, _ in cases],
                     lambda item, why: {"ok": None, "rule": why}, workers=2, timeout=10)
     disagree = [(g, p, fast, r) for (g, p, f, fast), r in zip(cases, full) if r["ok"] != fast[0]]
@@ -192,7 +201,8 @@ def test_workers_are_kept_for_the_next_batch() -> None:
     from branchmerge.verify import grader
 
     def batch(tag: str) -> list[dict]:
-        rows = [{"domain": "math", "completion": f"<think>a</think>\\boxed{{{tag}+x}}", "reference": f"x+{tag}{k}"}
+        # \ln is outside every fast path: each pair goes to the workers
+        rows = [{"domain": "math", "completion": f"<think>a</think>\\boxed{{{tag}+\\ln x}}", "reference": f"\\ln x+{tag}{k}"}
                 for k in range(3)]
         return grade_rows(rows, workers=2, timeout=4)
 

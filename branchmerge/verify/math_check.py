@@ -107,7 +107,10 @@ def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | N
       apart are far outside its 6-digit rounding. Anything in between goes on;
     - two numeric expressions (``3\\sqrt{13}`` against ``4\\sqrt{13}``, ``\\frac{\\pi}{2}+1``)
       whose values (``numeric.value``) are clearly apart: different for math-verify too. Equal
-      values are never decided here: sympy's exact comparison has the last word on those.
+      values are never decided here: sympy's exact comparison has the last word on those;
+    - the same for expressions in lone one-letter variables (``x^3+3x-6``, ``\\frac{a}{b}``), valued
+      at one point: apart there, they are different functions, which sympy never calls equal;
+    - two lists in the same brackets whose sets of values differ (``_lists_differ``).
     ``tests/test_verify_math.py`` checks every rule against the full check on the curated pairs.
     """
     fmt = resolve_format(gold, gold_format)
@@ -129,6 +132,10 @@ def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | N
     gx, px = numeric.value(g), numeric.value(rest)
     if gx is not None and px is not None and numeric.clearly_different(gx, px):
         return False, "fast_value"
+    if gx is None or px is None:
+        gx, px = numeric.value(g, variables=True), numeric.value(p, variables=True)
+        if gx is not None and px is not None and numeric.clearly_different(gx, px):
+            return False, "fast_symbolic"
     if _lists_differ(g, p):
         return False, "fast_list"
     return None

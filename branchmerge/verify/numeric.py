@@ -4,9 +4,9 @@ Used for one thing only: to prove two answers *different* without sympy, when bo
 numbers whose values are far apart (math-verify's own numeric comparison rounds to 6 decimals,
 so values 1e-5 apart are unequal for it too). The grammar is deliberately small: numbers,
 ``\\pi``, ``\\frac``/``\\dfrac``/``\\tfrac``, ``\\sqrt`` (with an optional index), ``+ - * / ^``,
-``\\cdot``/``\\times``/``\\div``, parentheses and ``\\left``/``\\right``. Anything else (a
-letter, a percent or degree sign, a comma, a subscript, an ambiguous ``2^10``) gives None and
-the full check decides.
+``\\cdot``/``\\times``/``\\div``, parentheses and ``\\left``/``\\right``; on request, lone
+one-letter variables, valued at one fixed point. Anything else (a longer name, a percent or degree
+sign, a comma, a subscript, an ambiguous ``2^10``) gives None and the full check decides.
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ _TOKEN = re.compile(
     r"|(?P<num>\d+(?:\.\d*)?|\.\d+)"
     r"|(?P<cmd>\\[a-zA-Z]+)"
     r"|(?P<op>[-+*/^(){}\[\]])"
+    r"|(?P<var>[a-z])"
 )
+# One point at which expressions in one-letter variables are compared: irrational-looking values,
+# all different, so "x + 1" and "y + 1" (or "x^2" and "x") are apart there. Two expressions
+# apart at one point are different functions, and so unequal for sympy too. Not "e" and "i"
+# (math-verify reads them as constants).
+_POINT = {v: 0.61803398875 + 0.2718281828 * k + 0.0314159265 * k * k for k, v in enumerate("abcdfghjklmnopqrstuvwxyz")}
 _COMMANDS = {"\\frac", "\\dfrac", "\\tfrac", "\\cfrac", "\\sqrt", "\\pi", "\\cdot", "\\times", "\\div"}
 _FRACTIONS = ("\\frac", "\\dfrac", "\\tfrac", "\\cfrac")
 _LIMIT = 1e12  # beyond this, float rounding could hide a difference math-verify would see
@@ -29,7 +35,7 @@ class _Unsupported(Exception):
     pass
 
 
-def _tokens(text: str) -> list[str]:
+def _tokens(text: str, variables: bool) -> list[str]:
     out: list[str] = []
     pos = 0
     while pos < len(text):
@@ -37,6 +43,14 @@ def _tokens(text: str) -> list[str]:
         if m is None:
             raise _Unsupported(text[pos])
         pos = m.end()
+        if m.group("var") is not None:
+            # a lone letter only: "ab", "sin", "f(x)" may be names or calls for math-verify, and
+            # a product here; "e" and "i" are constants there
+            before, after = text[m.start() - 1 : m.start()], text[pos : pos + 1]
+            if not variables or m.group("var") not in _POINT or before.isalpha() or after.isalpha() or after == "(":
+                raise _Unsupported(m.group("var"))
+            out.append(m.group("var"))
+            continue
         if m.group("num") is not None:
             if out and re.fullmatch(r"[\d.]+", out[-1]):
                 raise _Unsupported("two numbers in a row")  # "2 3", "1\,000": not ours to read
@@ -82,8 +96,8 @@ class _Parser:
                 value = _div(value, self.unary())
             elif token in _FRACTIONS and re.fullmatch(r"[\d.]+", self.tokens[self.i - 1]):
                 raise _Unsupported("mixed number")  # "2\frac{1}{2}" is 2.5 for math-verify
-            elif token in ("(", "\\pi", "\\sqrt", *_FRACTIONS):
-                value *= self.power()  # implicit product: 3\sqrt{13}, 2\pi, 2(3)
+            elif token in ("(", "\\pi", "\\sqrt", *_FRACTIONS) or token in _POINT:
+                value *= self.power()  # implicit product: 3\sqrt{13}, 2\pi, 2(3), 3x
             else:
                 return value
 
@@ -132,6 +146,8 @@ class _Parser:
             return float(token)
         if token == "\\pi":
             return math.pi
+        if token in _POINT:
+            return _POINT[token]
         if token in ("(", "{"):
             value = self.expr()
             self.take({"(": ")", "{": "}"}[token])
@@ -157,10 +173,11 @@ def _div(a: float, b: float) -> float:
     return a / b
 
 
-def value(text: str) -> float | None:
-    """The value of ``text`` when it is a plain numeric expression of the supported grammar."""
+def value(text: str, variables: bool = False) -> float | None:
+    """The value of ``text`` when it is a plain numeric expression of the supported grammar; with
+    ``variables``, lone lowercase letters count too, each at its value in ``_POINT``."""
     try:
-        parser = _Parser(_tokens(text))
+        parser = _Parser(_tokens(text, variables))
         result = parser.expr()
         if parser.peek() is not None:
             return None
