@@ -287,6 +287,13 @@ class Group:
         except (OSError, ValueError):
             return False
 
+    def members(self) -> frozenset[int]:
+        """The processes in it now (every controller's list; empty when unreadable)."""
+        try:
+            return frozenset(pid for procs in self._members for pid in _pids(procs))
+        except (OSError, ValueError):
+            return frozenset()
+
     def attach(self, pid: int) -> None:
         for procs in self._members:
             _write(procs, pid)
@@ -334,13 +341,16 @@ class Group:
     def shmem_mb(self) -> float:
         """Its tmpfs files, memfds and shared memory: what stays charged to it between tests is
         the files it wrote (its test processes, and their memfds, are gone by then)."""
+        return self.shmem_bytes() / (1 << 20)
+
+    def shmem_bytes(self) -> int:
         try:
             for line in self._read("memory", "memory.stat").splitlines():
                 if line.startswith("shmem "):
-                    return int(line.split()[1]) / (1 << 20)
+                    return int(line.split()[1])
         except (OSError, ValueError, IndexError):
             pass
-        return 0.0
+        return 0
 
     def kill(self, rounds: int = 50) -> None:
         """SIGKILL everything inside (cgroup.kill on v2; else each member, by pidfd, after checking

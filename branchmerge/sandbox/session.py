@@ -14,6 +14,13 @@ setpriv, namespaces). Only a sandbox whose every exchange went as the protocol s
 harness killed every process the last solution left (it is their subreaper, so they are all
 its descendants; a pid namespace or a uid of its own lets it kill them all at once too), and
 that no OOM kill touched is recycled, at most ``REUSE_MAX`` times; any other is closed.
+
+The harness's word is then checked from outside (``Session.residue``): the kernel's list of the
+processes in its cgroup must be the one it had when the first solution was ready to run, and what
+a fresh sandbox has must be back: no tmpfs page charged to the cgroup, one inode (the root) on
+each of its own ``/tmp`` and ``/dev/shm`` (seen through ``/proc/<pid>/root``), or an empty host
+scratch dir. A harness bug that left a process or a file behind closes the sandbox instead of
+reaching the next solution.
 """
 
 from __future__ import annotations
@@ -166,6 +173,8 @@ class Session:
         self.slot, self.uid, self.sent = None, None, True
         self.served, self.spoiled = 0, False  # solutions begun; whether it may not serve another
         self.cpu_base, self.oom_base = 0.0, 0  # the cgroup's counters when the current solution began
+        self.members: frozenset[int] | None = None  # its cgroup's processes, the first solution ready
+        self._inner: int | None = None  # a process inside its mount namespace, for /proc/<pid>/root
         self.log = tempfile.TemporaryFile()
         self.closed = False
 
@@ -222,6 +231,8 @@ class Session:
     def ready(self, deadline: float) -> dict | str:
         reply = self.channel.recv(READY_FIELDS, deadline)
         self.spoiled |= not isinstance(reply, dict) or reply["ready"] != b"ready"
+        if self.members is None and self.group is not None and not self.spoiled:
+            self.members = self.group.members()  # the harness waits for the first test
         return reply
 
     def test(self, message: dict, deadline: float) -> dict | str:
@@ -239,7 +250,35 @@ class Session:
         if not self.channel.send({"end": True}):
             return False
         reply = self.channel.recv(CLEAR_FIELDS, time.monotonic() + CLEAR_S)
-        return isinstance(reply, dict) and reply["state"] == b"clean"
+        return isinstance(reply, dict) and reply["state"] == b"clean" and not self.residue()
+
+    def residue(self) -> str:
+        """What the last solution left behind, as seen from outside the sandbox ("" when it is
+        what a fresh sandbox has): processes in its cgroup beyond the harness's own, tmpfs bytes
+        charged to it, inodes on its own /tmp and /dev/shm beyond their roots, or names in its
+        host scratch dir. (Without a cgroup nor root some of these cannot be seen: not checked.)"""
+        if self.group is not None:
+            members = self.group.members()
+            if self.members is not None and members != self.members:
+                return f"processes {sorted(members - self.members)}"
+            if self.group.shmem_bytes():
+                return f"{self.group.shmem_bytes()} bytes of tmpfs files"
+            if self._inner is None:
+                self._inner = next((pid for pid in sorted(members) if _mount_ns(pid) not in (None, _mount_ns("self"))), 0)
+        if self.plan.scratch:
+            try:
+                left = os.listdir(self.plan.scratch)
+            except OSError as exc:
+                return str(exc)
+            return f"files {left[:5]}" if left else ""
+        for path in ("tmp", "dev/shm") if self._inner else ():
+            try:
+                st = os.statvfs(f"/proc/{self._inner}/root/{path}")
+            except OSError:
+                continue  # not ours to see (another user namespace's files)
+            if st.f_files - st.f_ffree > 1:
+                return f"{st.f_files - st.f_ffree - 1} files in /{path}"
+        return ""
 
     def oom_kills(self) -> int:
         """OOM kills in its cgroup since the current solution began."""
@@ -289,6 +328,13 @@ class Session:
         self.log.close()
         if self.slot is not None:
             self.slot.__exit__(None, None, None)
+
+
+def _mount_ns(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
 
 
 @cache
