@@ -1,7 +1,8 @@
 """What a user without root gets: the landlock tier as the caller's own uid, no cgroup, no uid of
-the sandbox's own to sweep. Run for real as ``nobody`` (the test needs root to become it). A
-detached, double-forked sleeper must not outlive its test, and a recycled sandbox must hand the
-next solution nothing of the last one."""
+the sandbox's own to sweep; bwrap and unshare in a user namespace of their own. Run for real as
+``nobody`` (the test needs root to become it). A detached, double-forked sleeper must not outlive
+its test, a recycled sandbox must hand the next solution nothing of the last one, and the process
+limit must count the sandbox's own processes only."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from branchmerge.sandbox.confine import landlock_abi
+from branchmerge.sandbox.tiers import nproc_per_userns
 
 NOBODY = 65534
 SETPRIV = shutil.which("setpriv")
@@ -38,11 +40,21 @@ LOOK = "import os\nopen('new', 'w').write('x')\nprint(os.getppid(), sorted(os.li
 # run as nobody: both solutions on one worker, the verdicts' details back as JSON
 # (RLIMIT_NPROC only keeps a fork bomb that got out from taking the machine down with the test)
 DRIVER = """
-import json, resource, sys
+import json, os, resource, sys, time
 from branchmerge.sandbox import Limits, run_many
 resource.setrlimit(resource.RLIMIT_NPROC, (400, 400))
-jobs = [(code, {"inputs": [""], "outputs": ["?"]}) for code in json.loads(sys.argv[1])]
-results = run_many(jobs, Limits(tier="landlock", timeout_s=float(sys.argv[2])), workers=1)
+codes, timeout_s, tier, processes, others = json.loads(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+kids = []  # other processes of the same uid, outside the sandbox
+for _ in range(others):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(120)
+        os._exit(0)
+    kids.append(pid)
+jobs = [(code, {"inputs": [""], "outputs": ["?"]}) for code in codes]
+results = run_many(jobs, Limits(tier=tier, timeout_s=timeout_s, processes=processes), workers=1)
+for pid in kids:
+    os.kill(pid, 9)
 print(json.dumps([[r.verdict, r.tests[0].detail if r.tests else r.detail, r.tier] for r in results]))
 """
 
@@ -69,8 +81,9 @@ def nobody_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _run_as_nobody(codes: list[str], cwd: str, timeout_s: float = 5) -> list[list[str]]:
-    proc = _as_nobody(["-c", DRIVER, json.dumps(codes), str(timeout_s)], cwd)
+def _run_as_nobody(codes: list[str], cwd: str, timeout_s: float = 5, tier: str = "landlock", processes: int = 64,
+                   others: int = 0) -> list[list[str]]:
+    proc = _as_nobody(["-c", DRIVER, json.dumps(codes), str(timeout_s), tier, str(processes), str(others)], cwd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -117,3 +130,23 @@ def test_without_root_a_fork_bomb_out_of_its_process_group_is_killed(nobody_dir)
     assert v1 == "time_limit", d1
     assert v2 == "wrong_answer" and d2.endswith("['new']\""), d2
     assert not [pid for pid in _nobodys_processes() if pid not in before]
+
+
+FORKS = (
+    "import os, time\nn = 0\nfor _ in range(100):\n    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
+    "    if pid == 0:\n        time.sleep(3)\n        os._exit(0)\n    n += 1\nprint(n)\n"
+)
+
+
+@pytest.mark.skipif(not nproc_per_userns(), reason="RLIMIT_NPROC counts per user namespace from Linux 5.14")
+@pytest.mark.parametrize("tier", ["bwrap", "unshare"])
+def test_without_root_the_process_limit_counts_the_sandbox_only(nobody_dir, tier):
+    """In a user namespace of its own, RLIMIT_NPROC counts the sandbox's processes only: 40 other
+    processes of the caller's uid take nothing from a solution's 16, and it gets no more than 16
+    (harness and test process included)."""
+    if tier == "bwrap" and not shutil.which("bwrap"):
+        pytest.skip("bubblewrap not installed")
+    (verdict, detail, got_tier), = _run_as_nobody([FORKS], nobody_dir, tier=tier, processes=16, others=40)
+    assert got_tier == tier and verdict == "wrong_answer", detail
+    forked = int(detail.split("got ", 1)[1].strip("'\""))
+    assert 8 <= forked < 16, detail

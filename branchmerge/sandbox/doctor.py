@@ -56,7 +56,9 @@ CGROUP_COVERS = (
 FALLBACK = (
     "no cgroup: memory is capped per process only (RLIMIT_AS = 2x the limit + 256 MiB; memory_limit when a "
     "process's peak RSS goes over the limit), so several processes or memfds together can exceed it; "
-    "processes are capped by RLIMIT_NPROC only as root (a uid per sandbox); in the landlock tier the files it "
+    "processes are capped by RLIMIT_NPROC as root (a uid per sandbox) or, without root, in the bwrap and unshare "
+    "tiers (a user namespace of their own, counted apart from Linux 5.14 on), not in the landlock tier without "
+    "root; in the landlock tier the files it "
     "writes have no total cap (RLIMIT_FSIZE per file only); CPU time counts the test process and the children "
     "it reaps only"
 )

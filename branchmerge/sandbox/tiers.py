@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import stat
 import subprocess
@@ -267,7 +268,7 @@ def launch(tier: str, py: Interpreter, uid: int | None, limits, cgroup: bool) ->
         "RLIMIT_NOFILE": int(limits.open_files),
         "RLIMIT_CORE": 0,
     }
-    if uid is None:
+    if uid is None and not (tier in ("bwrap", "unshare") and nproc_per_userns()):
         rlimits.pop("RLIMIT_NPROC")  # would count every process of the caller's own uid
     if not cgroup:
         rlimits["RLIMIT_AS"] = memory_backstop(limits)
@@ -296,6 +297,15 @@ def launch(tier: str, py: Interpreter, uid: int | None, limits, cgroup: bool) ->
     scratch = _scratch(uid, in_memory=cgroup)
     confine.update(read_paths=read + [scratch], write_paths=[scratch, "/dev/null"], kill_all=uid is not None)
     return Launch(user[0] + python, scratch, scratch, confine, user[1], dict(ENV, TMPDIR=scratch))
+
+
+@cache
+def nproc_per_userns() -> bool:
+    """Whether RLIMIT_NPROC counts a uid's processes per user namespace (Linux 5.14, "ucounts"):
+    then, set inside a sandbox's own user namespace, it counts the sandbox's processes only, not
+    every process of the caller's uid."""
+    release = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return release is not None and (int(release[1]), int(release[2])) >= (5, 14)
 
 
 def _as_user(uid: int | None) -> tuple[list[str], dict]:
