@@ -44,6 +44,10 @@ import json, os, resource, sys, time
 from branchmerge.sandbox import Limits, run_many
 resource.setrlimit(resource.RLIMIT_NPROC, (400, 400))
 codes, timeout_s, tier, processes, others = json.loads(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+if sys.argv[6] == "lying":  # a harness that clears nothing and says 'clean'
+    from branchmerge.sandbox import session
+    session.HARNESS = session.HARNESS.replace(
+        "def clear_solution(conf, scratch):\\n", "def clear_solution(conf, scratch):\\n    return 'clean'\\n", 1)
 kids = []  # other processes of the same uid, outside the sandbox
 for _ in range(others):
     pid = os.fork()
@@ -82,8 +86,8 @@ def nobody_dir():
 
 
 def _run_as_nobody(codes: list[str], cwd: str, timeout_s: float = 5, tier: str = "landlock", processes: int = 64,
-                   others: int = 0) -> list[list[str]]:
-    proc = _as_nobody(["-c", DRIVER, json.dumps(codes), str(timeout_s), tier, str(processes), str(others)], cwd)
+                   others: int = 0, harness: str = "real") -> list[list[str]]:
+    proc = _as_nobody(["-c", DRIVER, json.dumps(codes), str(timeout_s), tier, str(processes), str(others), harness], cwd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -150,3 +154,19 @@ def test_without_root_the_process_limit_counts_the_sandbox_only(nobody_dir, tier
     assert got_tier == tier and verdict == "wrong_answer", detail
     forked = int(detail.split("got ", 1)[1].strip("'\""))
     assert 8 <= forked < 16, detail
+
+
+@pytest.mark.parametrize("tier", ["bwrap", "unshare", "landlock"])
+def test_without_root_the_supervisor_checks_the_clean_up(nobody_dir, tier):
+    """Without a cgroup the supervisor still sees files a harness failed to delete (the inodes of
+    the sandbox's own /tmp through /proc/<pid>/root, or the host scratch dir) and starts a fresh
+    sandbox for the next solution."""
+    if tier == "bwrap" and not shutil.which("bwrap"):
+        pytest.skip("bubblewrap not installed")
+    empty = "import os\nos.mkdir('d')\nopen('e', 'w').close()\nprint(os.getppid())\n"
+    (_, d1, _), (_, d2, _) = _run_as_nobody([empty, LOOK], nobody_dir, tier=tier, harness="lying")
+    harness1 = d1.split("got ", 1)[1].strip("'\"")
+    harness2, files = d2.split("got ", 1)[1].strip("'\"").split(" ", 1)
+    assert files == "['new']", d2
+    if tier == "landlock":  # no pid namespace: the harness's pid tells the sandboxes apart
+        assert harness1 != harness2, (d1, d2)

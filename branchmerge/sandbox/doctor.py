@@ -68,7 +68,7 @@ REUSE = (
     "(the harness is the subreaper of every test, so whatever a solution left running is its descendant, and "
     "is killed level by level) and every file it left is deleted; the supervisor then checks from outside "
     "(its cgroup's process list and tmpfs pages, the inodes of its own /tmp and /dev/shm, or its scratch dir; "
-    "without a cgroup only the scratch dir); a sandbox whose harness failed, stopped answering, could not kill "
+    "without a cgroup the files only); a sandbox whose harness failed, stopped answering, could not kill "
     "a leftover within 2 s, left anything that check sees, or met an OOM kill serves no other"
 )
 

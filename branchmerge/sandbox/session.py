@@ -256,15 +256,16 @@ class Session:
         """What the last solution left behind, as seen from outside the sandbox ("" when it is
         what a fresh sandbox has): processes in its cgroup beyond the harness's own, tmpfs bytes
         charged to it, inodes on its own /tmp and /dev/shm beyond their roots, or names in its
-        host scratch dir. (Without a cgroup nor root some of these cannot be seen: not checked.)"""
+        host scratch dir. (Without a cgroup there is no process list nor tmpfs count to check.)"""
         if self.group is not None:
             members = self.group.members()
             if self.members is not None and members != self.members:
                 return f"processes {sorted(members - self.members)}"
             if self.group.shmem_bytes():
                 return f"{self.group.shmem_bytes()} bytes of tmpfs files"
-            if self._inner is None:
-                self._inner = next((pid for pid in sorted(members) if _mount_ns(pid) not in (None, _mount_ns("self"))), 0)
+        if self._inner is None and self.plan.scratch is None:
+            procs = sorted(self.group.members()) if self.group is not None else _descendants(self.proc.pid)
+            self._inner = next((pid for pid in procs if _mount_ns(pid) not in (None, _mount_ns("self"))), 0)
         if self.plan.scratch:
             try:
                 left = os.listdir(self.plan.scratch)
@@ -328,6 +329,23 @@ class Session:
         self.log.close()
         if self.slot is not None:
             self.slot.__exit__(None, None, None)
+
+
+def _descendants(pid: int, depth: int = 4) -> list[int]:
+    """``pid``'s children, theirs, ... (``depth`` levels): the tier's wrapper processes and the
+    harness, found without a cgroup to list them."""
+    found, level = [], [pid]
+    for _ in range(depth):
+        nxt = []
+        for parent in level:
+            try:
+                with open(f"/proc/{parent}/task/{parent}/children") as f:
+                    nxt += [int(child) for child in f.read().split()]
+            except (OSError, ValueError):
+                continue
+        found += nxt
+        level = nxt
+    return found
 
 
 def _mount_ns(pid: int | str) -> str | None:
