@@ -91,6 +91,15 @@ def _fast_candidates() -> list[tuple[str, str, str]]:
                 ("y = 2x+1", "2x+1"), ("2x+1", "y = 2x+1"), ("\\frac{1}{x}", "x^{-1}"), ("x \\cdot y", "xy"), ("A+1", "A+2"),
                 ("k", "\\frac{2k}{2}"), ("f(x)", "f(-x)"), ("-1", "e^{i\\pi}"), ("2.718281828459045", "e"), ("1", "e^0"), ("\\frac{x}{3}", "\\frac{x}{3.0000001}")]
     out += [(g, p, "latex") for g, p in symbolic]
+    # degrees, one-variable equations, numbers in a base, intervals to infinity: and the look-alikes
+    # math-verify calls equal ("e=5" and "e=6", "12_3" and "12_4", two empty half-open intervals)
+    shapes = [("120^\\circ", "220^\\circ"), ("120^{\\circ}", "120^\\circ"), ("45^\\circ", "\\frac{\\pi}{4}"),
+              ("90^\\circ", "90.0^\\circ"), ("x=5", "x=6"), ("x=5", "x=5+1"), ("y = -2x", "y = -3x"), ("y=-2x", "y=-2x+1"),
+              ("x=5", "x=2x-5"), ("x=5", "y=5"), ("y=2x", "2y=4x"), ("a=3", "a=\\frac{6}{2}"), ("e=5", "e=6"),
+              ("4210_{5}", "5210_{5}"), ("4210_5", "4210_{5}"), ("10_{2}", "2"), ("0123_4", "123_4"), ("12_3", "12_4"),
+              ("(5,\\infty)", "(6,\\infty)"), ("(-\\infty, 2)", "(-\\infty, 3)"), ("(-\\infty,2)", "(2,\\infty)"),
+              ("[5,\\infty)", "(5,\\infty)"), ("(\\infty,5]", "(\\infty,6]"), ("(-\\infty,\\infty)", "(-\\infty,5)")]
+    out += [(g, p, "latex") for g, p in shapes]
     return sorted(set(out))
 
 
@@ -98,7 +107,8 @@ def test_fast_paths_never_change_a_verdict() -> None:
     """The fast paths may only ever skip work: each one agrees with the full check."""
     cases = [(g, p, f, fast) for g, p, f in _fast_candidates() if (fast := math_check.fast_verdict(g, p, f))]
     assert len(cases) >= 150
-    assert {c[3][1] for c in cases} == {"fast_same_text", "fast_number", "fast_value", "fast_list", "fast_symbolic"}
+    assert {c[3][1] for c in cases} == {"fast_same_text", "fast_number", "fast_value", "fast_list", "fast_symbolic",
+                                          "fast_degrees", "fast_relation", "fast_base"}
     full = run_pool("branchmerge.verify.grader:_check_item", [(g, p, f, {}) for g, p, f, _ in cases],
                     lambda item, why: {"ok": None, "rule": why}, workers=2, timeout=10)
     disagree = [(g, p, fast, r) for (g, p, f, fast), r in zip(cases, full) if r["ok"] != fast[0]]

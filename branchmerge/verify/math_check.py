@@ -13,6 +13,7 @@ they are switched off here and the *whole pair* runs under our own interval time
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 import threading
@@ -110,7 +111,8 @@ def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | N
       values are never decided here: sympy's exact comparison has the last word on those;
     - the same for expressions in lone one-letter variables (``x^3+3x-6``, ``\\frac{a}{b}``), valued
       at one point: apart there, they are different functions, which sympy never calls equal;
-    - two lists in the same brackets whose sets of values differ (``_lists_differ``).
+    - two lists in the same brackets whose sets of values differ (``_lists_differ``);
+    - degrees, one-variable equations and numbers in a stated base (``_same_shape_differs``).
     ``tests/test_verify_math.py`` checks every rule against the full check on the curated pairs.
     """
     fmt = resolve_format(gold, gold_format)
@@ -138,10 +140,39 @@ def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | N
             return False, "fast_symbolic"
     if _lists_differ(g, p):
         return False, "fast_list"
+    return _same_shape_differs(g, p)
+
+
+# a value in degrees; a one-letter variable given by an expression; digits in a stated base
+_DEGREES = re.compile(r"(?P<value>[^^]+)\^\{?\\circ\}?")
+_EQUATION = re.compile(r"(?P<var>[a-df-hj-z])=(?P<value>[^=<>]+)")
+_BASED = re.compile(r"(?P<digits>\d+)_\{?(?P<base>\d+)\}?")
+
+
+def _same_shape_differs(g: str, p: str) -> tuple[bool, str] | None:
+    """Two answers of one shape that differ where that shape leaves no room for equality:
+    ``120^\\circ`` and ``220^\\circ`` (degrees or radians, math-verify's value is monotone in
+    the number); ``y=-2x`` and ``y=-3x`` (one variable given by expressions that do not contain
+    it, apart at one point: different relations); ``4210_{5}`` and ``5210_{5}`` (the same base:
+    different digits are different numbers, or different names if it keeps them as symbols)."""
+    gm, pm = _DEGREES.fullmatch(g), _DEGREES.fullmatch(p)
+    if gm and pm:
+        gx, px = numeric.value(gm["value"]), numeric.value(pm["value"])
+        if gx is not None and px is not None and numeric.clearly_different(gx, px):
+            return False, "fast_degrees"
+    gm, pm = _EQUATION.fullmatch(g), _EQUATION.fullmatch(p)
+    if gm and pm and gm["var"] == pm["var"] and gm["var"] not in gm["value"] + pm["value"]:
+        gx, px = numeric.value(gm["value"], variables=True), numeric.value(pm["value"], variables=True)
+        if gx is not None and px is not None and numeric.clearly_different(gx, px):
+            return False, "fast_relation"
+    gm, pm = _BASED.fullmatch(g), _BASED.fullmatch(p)
+    if gm and pm and gm["base"] == pm["base"] and gm["digits"].lstrip("0") != pm["digits"].lstrip("0"):
+        return False, "fast_base"
     return None
 
 
 _BRACKET = re.compile(r"\\[{}]|[][(){}]")
+_INFINITY = {"\\infty": math.inf, "+\\infty": math.inf, "-\\infty": -math.inf}
 _THOUSANDS = re.compile(r"\d,\s*\d{3}(?!\d)")  # "(1,000, 2)": a digit group or an element? not ours to say
 
 
@@ -166,7 +197,7 @@ def _list_values(text: str) -> tuple[str, str, list[float]] | None:
             cuts.append(i + 1)
     closing = _BRACKET.findall(text)[-1]
     bounds = zip(cuts, [c - 1 for c in cuts[1:]] + [len(text) - len(closing)])
-    values = [numeric.value(text[a:b]) for a, b in bounds]
+    values = [_INFINITY.get(text[a:b].strip(), None) or numeric.value(text[a:b]) for a, b in bounds]
     if len(values) < 2 or None in values:
         return None
     return opening.group(), closing, values  # type: ignore[return-value]
@@ -183,10 +214,15 @@ def _lists_differ(gold: str, pred: str) -> bool:
         return False
     gv, pv = g[2], p[2]
     half_open = g[:2] in (("(", "]"), ("[", ")"))
-    if half_open and not all(len(v) != 2 or (v[1] > v[0] and numeric.clearly_different(*v)) for v in (gv, pv)):
+    if half_open and not all(len(v) != 2 or (v[1] > v[0] and _apart(*v)) for v in (gv, pv)):
         return False
-    lonely = any(all(numeric.clearly_different(a, b) for b in pv) for a in gv)
-    return lonely or any(all(numeric.clearly_different(b, a) for a in gv) for b in pv)
+    lonely = any(all(_apart(a, b) for b in pv) for a in gv)
+    return lonely or any(all(_apart(b, a) for a in gv) for b in pv)
+
+
+def _apart(a: float, b: float) -> bool:
+    """``numeric.clearly_different``, with the infinities of interval ends apart from every other value."""
+    return a != b if math.isinf(a) or math.isinf(b) else numeric.clearly_different(a, b)
 
 
 # ---- the full check ---------------------------------------------------------------------------
