@@ -257,14 +257,15 @@ class Session:
         what a fresh sandbox has): processes in its cgroup beyond the harness's own, tmpfs bytes
         charged to it, inodes on its own /tmp and /dev/shm beyond their roots, or names in its
         host scratch dir. (Without a cgroup there is no process list nor tmpfs count to check.)"""
-        if self.group is not None:
-            members = self.group.members()
+        members = self.group.members() if self.group is not None else None
+        if members is not None:
             if self.members is not None and members != self.members:
                 return f"processes {sorted(members - self.members)}"
-            if self.group.shmem_bytes():
-                return f"{self.group.shmem_bytes()} bytes of tmpfs files"
+            shmem = self.group.shmem_bytes()
+            if shmem:
+                return f"{shmem} bytes of tmpfs files"
         if self._inner is None and self.plan.scratch is None:
-            procs = sorted(self.group.members()) if self.group is not None else _descendants(self.proc.pid)
+            procs = sorted(members) if members is not None else _descendants(self.proc.pid)
             self._inner = next((pid for pid in procs if _mount_ns(pid) not in (None, _mount_ns("self"))), 0)
         if self.plan.scratch:
             try:
