@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from branchmerge.verify import anchors
+from branchmerge.verify import anchors, numbers
 
 BOX_COMMANDS = ("\\boxed", "\\fbox")
 
@@ -175,8 +175,7 @@ _NUMBER_EXPR = re.compile(
 # 4/9). One space or tab only: a line break, a decimal or fractional whole part, or brackets
 # ("11/10 4/9", "11.0 4/9", "(11) 4/9") make two numbers, as Math-Verify's own tests have it
 _MIXED = re.compile(
-    r"(?<![\w.,/\\^{}()\[\]])[+-]?(?:\d{1,3}(?:[ \u00a0\u202f]\d{3})+|\d+)[ \t]\d+/\d+(?![\d/]|[.,]\d)"
-    r"(?:\s*(?:\\?%|percent(?:age)?\b|pct\b))?"
+    rf"(?<![\w.,/\\^{{}}()\[\]]){numbers.MIXED}(?![\d/]|[.,]\d)(?:\s*(?:\\?%|percent(?:age)?\b|pct\b))?"
 )
 # a tuple or interval of plain numbers written outside maths: "(1, 2)", "[-1, 3)"
 _PLAIN_TUPLE = re.compile(rf"(?<![\w\\])[(\[]\s*{_NUM}(?:\s*,\s*{_NUM})+\s*[)\]]")

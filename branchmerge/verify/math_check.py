@@ -183,19 +183,16 @@ def _list_values(text: str) -> tuple[str, str, list[float]] | None:
     opening = _BRACKET.match(text)
     if opening is None or opening.group() not in ("(", "[", "\\{") or _THOUSANDS.search(text):
         return None
-    depth, cuts = 0, [opening.end()]
-    for m in _BRACKET.finditer(text):
-        depth += 1 if m.group()[-1] in "([{" else -1
-        if depth == 0 and m.end() != len(text):
-            return None  # "(a+5)(b+2)": the first bracket closes early
-    if depth != 0:
-        return None
-    level = 0
-    for i, ch in enumerate(text):  # top-level commas: depth 1, inside the enclosing brackets
+    level, cuts = 0, [opening.end()]
+    for i, ch in enumerate(text):  # "\{" and "\}" count as "{" and "}"
         level += (ch in "([{") - (ch in ")]}")
-        if ch == "," and level == 1:
+        if level == 0 and ch in ")]}" and i != len(text) - 1:
+            return None  # "(a+5)(b+2)": the first bracket closes early
+        if ch == "," and level == 1:  # a top-level comma, inside the enclosing brackets
             cuts.append(i + 1)
-    closing = _BRACKET.findall(text)[-1]
+    if level != 0:
+        return None
+    closing = text[-2:] if text.endswith("\\}") else text[-1]
     bounds = zip(cuts, [c - 1 for c in cuts[1:]] + [len(text) - len(closing)])
     values = [_INFINITY.get(text[a:b].strip(), None) or numeric.value(text[a:b]) for a, b in bounds]
     if len(values) < 2 or None in values:

@@ -47,9 +47,10 @@ def plain_number(text: str, comma_decimal: bool) -> str | None:
     return None
 
 
-_MIXED = re.compile(
-    r"(?P<sign>[+-]?)(?P<whole>\d{1,3}(?:[ \u00a0\u202f]\d{3})+|\d+)[ \t](?P<num>\d+)/(?P<den>\d+)\s*(?P<pct>\\%)?"
-)
+# a mixed number: a whole part (digit groups allowed), one space or tab, a fraction; ``extract``
+# finds these in running text with the same pattern
+MIXED = r"(?P<sign>[+-]?)(?P<whole>\d{1,3}(?:[ \u00a0\u202f]\d{3})+|\d+)[ \t](?P<num>\d+)/(?P<den>\d+)"
+_MIXED = re.compile(MIXED + r"\s*(?P<pct>\\%)?")
 
 
 def mixed_number(text: str) -> str | None:
