@@ -64,6 +64,9 @@ for _package in dict.fromkeys(STAGES.values()):
     importlib.import_module(f"branchmerge.{_package}.cli").register(app)
 
 
+INTERRUPTED = 130
+
+
 def main() -> None:
     """Run the command line; every failure is one line on stderr and a meaningful exit code.
 
@@ -76,6 +79,8 @@ def main() -> None:
 
     try:
         code = app(standalone_mode=False)
+        if code == INTERRUPTED:  # typer turns a KeyboardInterrupt inside a command into this code
+            raise KeyboardInterrupt
     except NoArgsIsHelpError as exc:
         err.print(exc.format_message(), markup=False, highlight=False)
         sys.exit(2)
@@ -86,8 +91,9 @@ def main() -> None:
     except UserError as exc:
         _fail(str(exc), exc.exit_code)
     except (KeyboardInterrupt, Abort):
-        err.print("[yellow]interrupted[/]: partial outputs are kept; rerun with --resume to continue")
-        sys.exit(130)
+        err.print("[yellow]interrupted[/]: nothing half-written was put in place; a command with --resume "
+                  "continues from its partial outputs")
+        sys.exit(INTERRUPTED)
     except Exception as exc:  # a bug of ours: one line, the traceback with -v
         if verbosity() > 0:
             raise

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -63,3 +68,25 @@ def test_bad_input_exits_2(tmp_path: Path) -> None:
     assert _cli("verify", "math", str(tmp_path / "x.jsonl")).returncode == 2  # no --out
     assert _cli("verify", "math", "--gold", "1").returncode == 2  # no --pred
     assert _cli("verify", "math", "--gold", "1", "--pred", "x", "--gold-format", "hex").returncode == 2
+
+
+def test_ctrl_c_ends_with_one_line_and_no_half_written_output(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group, grading workers included: one line, exit 130, no
+    traceback from any worker, no output file, no worker left running."""
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    rows = [{"completion": f"<think>x</think> The answer is $x^{{{k}}}+\\sin({k}x)$.", "reference": f"\\sin({k}x)+x^{{{k}}}"}
+            for k in range(20000)]  # distinct pairs for the full check: minutes of work
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = subprocess.Popen([sys.executable, "-m", "branchmerge", "verify", "math", str(src), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(3)  # the workers are grading by now
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # nothing of its process group is left

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -37,6 +38,9 @@ def _resolve(ref: str) -> Callable[[Any, float | None], Any]:
 def _serve() -> None:
     """Worker side: stdin brings (function, timeout, memory), then chunks; results go back on
     the pipe named by ``BRANCHMERGE_POOL_FD``."""
+    # Ctrl-C in a terminal reaches the whole process group: the parent stops the batch and its
+    # workers; a worker must not die of it on its own (a traceback per worker, items lost as crashes)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     inbox = Connection(0, writable=False)
     outbox = Connection(int(os.environ["BRANCHMERGE_POOL_FD"]), readable=False)
     os.dup2(2, 1)  # a stray print must not corrupt the result channel
