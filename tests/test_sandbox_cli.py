@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -133,3 +137,29 @@ def test_terminal_escapes_from_a_solution_are_shown_inert(tmp_path):
     assert res.exit_code == 0 and "wrong_answer" in res.stdout
     assert "\x1b" not in res.stdout and "\x07" not in res.stdout and "\x9b" not in res.stdout
     assert "\\x1b]0;pwned\\x07" in res.stdout
+
+
+def test_ctrl_c_stops_the_running_solutions_at_once(tmp_path):
+    """Ctrl-C while two sandboxes each run a solution that sleeps 30 s: no further solution starts,
+    the running ones are killed, and the command ends within seconds in one line, exit 130, with
+    no traceback and no half-written results file."""
+    (tmp_path / "t.json").write_text(json.dumps(AB))
+    files = []
+    for i in range(6):
+        files.append(tmp_path / f"s{i}.py")
+        files[-1].write_text("import time\ntime.sleep(30)\n")
+    out = tmp_path / "results.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "branchmerge", "sandbox", "run", *map(str, files), "--tests", str(tmp_path / "t.json"),
+         "--timeout-s", "20", "--workers", "2", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(3)  # both sandboxes are running their first solution
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    start = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - start < 8, "the running solutions were waited for"
+    assert proc.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert not out.exists()

@@ -32,6 +32,7 @@ import signal
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from functools import cache
 from pathlib import Path
@@ -177,6 +178,7 @@ class Session:
         self._inner: int | None = None  # a process inside its mount namespace, for /proc/<pid>/root
         self.log = tempfile.TemporaryFile()
         self.closed = False
+        self._closing = threading.Lock()  # ``stop`` from another thread never hits a reaped pid
 
     @classmethod
     def start(cls, tier: str, py: Interpreter, limits: Limits, language: str = "python") -> Session:
@@ -290,6 +292,20 @@ class Session:
         """CPU time of everything in its cgroup since the current solution began."""
         return self.group.cpu_s() - self.cpu_base if self.group else 0.0
 
+    def stop(self) -> None:
+        """Kill its processes now, from any thread (an interrupted batch): the solution in flight
+        ends at once, with its worker's next read; ``close`` still tears the sandbox down."""
+        with self._closing:
+            if self.closed or self.proc is None:
+                return
+            self.spoiled = True
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            if self.group is not None:
+                self.group.kill(rounds=1)
+
     def harness_log(self) -> str:
         self.log.seek(0)
         return self.log.read()[-EXCERPT:].decode("utf-8", "replace")
@@ -299,9 +315,10 @@ class Session:
         writing when it goes), then hand its cgroup back (to the pool: the files, charged to it
         as memory, are gone by then and not counted against the next solution), then its uid.
         Idempotent."""
-        if self.closed:
-            return
-        self.closed = True
+        with self._closing:
+            if self.closed:
+                return
+            self.closed = True
         if self.proc is not None:
             for stream in (self.proc.stdin, self.proc.stdout):
                 try:

@@ -50,6 +50,9 @@ def _execute(
     except Exception as exc:  # noqa: BLE001  (a bug here must cost this solution its result, not the batch)
         result.verdict, result.detail = "sandbox_error", f"supervisor error: {type(exc).__name__}: {exc}"[:300]
         session.spoiled = True
+    except BaseException:  # interrupted mid-exchange: the sandbox is closed, not asked to clear up
+        session.spoiled = True
+        raise
     finally:
         if session.group is not None:
             result.cpu_s = round(session.cpu_s(), 4)
@@ -259,9 +262,12 @@ def run_many(
     for i in range(len(jobs)):
         pending.put(i)
 
+    leases: list[Lease] = []
+
     def work(launcher: Launcher) -> None:
         """One worker: the next job while any is left, on the sandbox it holds while that can be reused."""
         lease = Lease(launcher)
+        leases.append(lease)
         try:
             while True:
                 try:
@@ -283,6 +289,23 @@ def run_many(
             work(launcher)
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                for future in [pool.submit(work, launcher) for _ in range(workers)]:
-                    future.result()
+                futures = [pool.submit(work, launcher) for _ in range(workers)]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:  # Ctrl-C: no solution starts any more, the running ones end now
+                    _abandon(pending, leases)
+                    raise
     return results
+
+
+def _abandon(pending: queue.SimpleQueue[int], leases: list[Lease]) -> None:
+    while True:
+        try:
+            pending.get_nowait()
+        except queue.Empty:
+            break
+    for lease in list(leases):
+        session = lease.session
+        if session is not None:
+            session.stop()
