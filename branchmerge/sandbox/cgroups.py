@@ -27,6 +27,10 @@ POOL_SIZE = 64  # idle cgroups kept for reuse (one per worker is what a batch ne
 _POOL: list = []  # of Group
 _POOL_LOCK = threading.Lock()
 V1_CONTROLLERS = {"memory": "memory", "pids": "pids", "cpu": "cpuacct"}
+# memory.stat sums per-CPU counters that the kernel folds in lazily (every 2 s, or once 64 pages
+# per CPU have changed), so its figures may be this far off either way; the page counters behind
+# memory.current and the peak are exact
+STAT_LAG_BYTES = 2 * 64 * os.sysconf("SC_PAGE_SIZE") * (os.cpu_count() or 1)
 
 
 @dataclass
@@ -340,7 +344,8 @@ class Group:
 
     def shmem_mb(self) -> float:
         """Its tmpfs files, memfds and shared memory: what stays charged to it between tests is
-        the files it wrote (its test processes, and their memfds, are gone by then)."""
+        the files it wrote (its test processes, and their memfds, are gone by then). Give or take
+        ``STAT_LAG_BYTES``."""
         return self.shmem_bytes() / (1 << 20)
 
     def shmem_bytes(self) -> int:

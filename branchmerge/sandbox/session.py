@@ -257,14 +257,15 @@ class Session:
     def residue(self) -> str:
         """What the last solution left behind, as seen from outside the sandbox ("" when it is
         what a fresh sandbox has): processes in its cgroup beyond the harness's own, tmpfs bytes
-        charged to it, inodes on its own /tmp and /dev/shm beyond their roots, or names in its
-        host scratch dir. (Without a cgroup there is no process list nor tmpfs count to check.)"""
+        charged to it (beyond what the kernel's lazy count may lag by), inodes on its own /tmp and
+        /dev/shm beyond their roots, or names in its host scratch dir. (Without a cgroup there is
+        no process list nor tmpfs count to check.)"""
         members = self.group.members() if self.group is not None else None
         if members is not None:
             if self.members is not None and members != self.members:
                 return f"processes {sorted(members - self.members)}"
             shmem = self.group.shmem_bytes()
-            if shmem:
+            if shmem > cgroups.STAT_LAG_BYTES:  # less may be a deleted file not yet counted out
                 return f"{shmem} bytes of tmpfs files"
         if self._inner is None and self.plan.scratch is None:
             procs = sorted(members) if members is not None else _descendants(self.proc.pid)
