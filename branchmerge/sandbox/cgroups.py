@@ -4,8 +4,8 @@ counted for the solution as a whole, not per process, and a memory-limit verdict
 kernel's own OOM-kill counter.
 
 cgroup v2 where its memory and pids controllers can be had (our own cgroup is the root of the
-hierarchy, or its parent already delegates them: root, or a systemd user slice with
-``Delegate=yes``); else cgroup v1 (memory, pids, cpuacct mounted separately, as on hybrid
+hierarchy, or its parent passes them on or lets us turn them on: root, a container whose
+processes left its root cgroup, or a systemd user slice with ``Delegate=yes``); else cgroup v1 (memory, pids, cpuacct mounted separately, as on hybrid
 hosts). Our cgroups go in ``branchmerge-sandbox-<pid>`` beside (v2) or below (v1) our own, and
 ones left by a supervisor that died are removed at the next start-up.
 """
@@ -27,6 +27,7 @@ POOL_SIZE = 64  # idle cgroups kept for reuse (one per worker is what a batch ne
 _POOL: list = []  # of Group
 _POOL_LOCK = threading.Lock()
 V1_CONTROLLERS = {"memory": "memory", "pids": "pids", "cpu": "cpuacct"}
+V2_CONTROLLERS = {"memory", "pids"}  # (CPU time: every v2 cgroup's cpu.stat has it)
 # memory.stat sums per-CPU counters that the kernel folds in lazily (every 2 s, or once 64 pages
 # per CPU have changed), so its figures may be this far off either way; the page counters behind
 # memory.current and the peak are exact
@@ -104,26 +105,39 @@ def _v2() -> Hierarchy | str:
     here = _inside(mount[0], mount[1], own)
     if here is None:
         return "cgroup v2: our cgroup is outside the visible hierarchy"
-    want = {"memory", "pids"}
-    for parent in (here, here.parent):
-        if not str(parent).startswith(mount[1]):
-            break
-        try:
-            enabled = set((parent / "cgroup.subtree_control").read_text().split())
-            if not want <= enabled and parent == Path(mount[1]) == here:
-                (parent / "cgroup.subtree_control").write_text("+memory +pids")  # the root may hold processes
-                enabled |= want
-        except OSError:
-            continue
-        if want <= enabled and os.access(parent, os.W_OK):
-            return Hierarchy(2, dict.fromkeys(("memory", "pids", "cpu"), parent / f"{PREFIX}{os.getpid()}"))
-    available = set((here / "cgroup.controllers").read_text().split()) if here.exists() else set()
-    if not want <= available:
+    top = Path(mount[1])
+    # our sandboxes' cgroups go below the root we are in (if it holds processes, only the real
+    # root can pass controllers on), else beside our own cgroup: in a delegated parent, or one
+    # with no process of its own
+    parent = here if here == top else here.parent
+    if _enable(parent) and os.access(parent, os.W_OK):
+        return Hierarchy(2, dict.fromkeys(("memory", "pids", "cpu"), parent / f"{PREFIX}{os.getpid()}"))
+    if not V2_CONTROLLERS <= set((here / "cgroup.controllers").read_text().split()):
         return f"cgroup v2: the memory and pids controllers are not available here ({here})"
+    if here == top and not os.access(here / "cgroup.procs", os.W_OK):
+        return f"cgroup v2: {here} is read-only to us (a container's cgroup mount is, unless it runs --privileged)"
+    if here == top:
+        return (
+            f"cgroup v2: {here} is the root of a cgroup namespace (a container's) and holds processes, so it "
+            "cannot pass memory and pids on; move every process out of it first, as docker:dind does "
+            f"(mkdir {here}/init && xargs -rn1 < {here}/cgroup.procs > {here}/init/cgroup.procs)"
+        )
     return (
         f"cgroup v2: {here} holds processes and its parent does not delegate memory and pids to us; "
         "run as root, or in a delegated cgroup (systemd-run --user --scope -p Delegate=yes ...)"
     )
+
+
+def _enable(parent: Path) -> bool:
+    """Whether ``parent`` passes memory and pids on to its children, turning them on where we may
+    (its controllers are ours to change, and it holds no process of its own or is the real root)."""
+    try:
+        if V2_CONTROLLERS <= set((parent / "cgroup.subtree_control").read_text().split()):
+            return True
+        (parent / "cgroup.subtree_control").write_text(" ".join(f"+{name}" for name in sorted(V2_CONTROLLERS)))
+        return True
+    except OSError:
+        return False
 
 
 @cache

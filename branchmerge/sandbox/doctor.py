@@ -67,7 +67,8 @@ REUSE = (
     f"a sandbox serves up to {REUSE_MAX} solutions in turn: between two, every process of the first is killed "
     "(the harness is the subreaper of every test, so whatever a solution left running is its descendant, and "
     "is killed level by level) and every file it left is deleted; the supervisor then checks from outside "
-    "(its cgroup's process list and tmpfs pages, the inodes of its own /tmp and /dev/shm, or its scratch dir; "
+    "(its cgroup's process list and tmpfs pages, beyond the 128 pages a CPU its lazy count may lag by; the "
+    "inodes of its own /tmp and /dev/shm, or its scratch dir; "
     "without a cgroup the files only); a sandbox whose harness failed, stopped answering, could not kill "
     "a leftover within 2 s, left anything that check sees, or met an OOM kill serves no other"
 )
