@@ -61,8 +61,12 @@ def _marker(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _temporary(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in TEMPORARY)
+
+
 def _ours(kind: str, names: list[str]) -> bool:
-    return all(any(fnmatch.fnmatch(n, pattern) for pattern in (*OWNED[kind], *TEMPORARY)) for n in names)
+    return all(_temporary(n) or any(fnmatch.fnmatch(n, pattern) for pattern in OWNED[kind]) for n in names)
 
 
 def owner(path: Path) -> str | None:
@@ -83,7 +87,8 @@ def claim(path: str | Path, kind: str, *, resume: bool = False, overwrite: bool 
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path}: is a file; give a folder path (it will be created)")
-    if not path.exists() or not _entries(path):
+    # a marker another process of the same launch is writing shows first as a temporary name
+    if not path.exists() or all(_temporary(n) for n in _entries(path)):
         if not check_only:
             path.mkdir(parents=True, exist_ok=True)
             mark(path, kind)
@@ -118,7 +123,7 @@ def claim_parent(path: str | Path, child_kind: str, flag: str = "--out") -> None
     path.mkdir(parents=True, exist_ok=True)
     for name in _entries(path):
         child = path / name
-        if any(fnmatch.fnmatch(name, t) for t in TEMPORARY):
+        if _temporary(name):
             continue
         if not child.is_dir() or owner(child) != child_kind:
             raise UserError(f"{flag} {path}: holds {name!r}, which is not a {child_kind} folder written by "
