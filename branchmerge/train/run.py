@@ -91,6 +91,10 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     times = {"train": time.time() - started}
     _save_model(trainer, out, turn_ends)
+    # every process leaves its process group before it may exit: gloo's threads, still running at
+    # interpreter exit, abort the process (SIGABRT), and the launcher reports the run as failed
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     if not main:
         return {}
     trainer.state.save_to_json(str(out / "trainer_state.json"))
@@ -189,8 +193,11 @@ def _prepare_out(out: Path, config: TrainConfig) -> dict[str, Any] | None:
     A run that stopped before its first checkpoint has nothing to resume: it starts afresh, with
     whatever settings are given now, with or without --resume."""
     stats_file, run_file = out / STATS, out / RUN_CONFIG
+    # every process of a launch checks --out; only the first changes it (two clearing one folder for
+    # --overwrite would trip over each other's deletions)
     resumed = claim(out, "training", resume=config.resume, overwrite=config.overwrite,
-                    has_results=lambda p: (p / STATS).is_file() or latest_checkpoint(p) is not None)
+                    has_results=lambda p: (p / STATS).is_file() or latest_checkpoint(p) is not None,
+                    check_only=int(os.environ.get("RANK", "0")) != 0)
     if not resumed:
         return None
     if stats_file.is_file():
