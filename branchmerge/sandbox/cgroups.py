@@ -5,9 +5,10 @@ kernel's own OOM-kill counter.
 
 cgroup v2 where its memory and pids controllers can be had (our own cgroup is the root of the
 hierarchy, or its parent passes them on or lets us turn them on: root, a container whose
-processes left its root cgroup, or a systemd user slice with ``Delegate=yes``); else cgroup v1 (memory, pids, cpuacct mounted separately, as on hybrid
-hosts). Our cgroups go in ``branchmerge-sandbox-<pid>`` beside (v2) or below (v1) our own, and
-ones left by a supervisor that died are removed at the next start-up.
+processes left its root cgroup, or a systemd user slice with ``Delegate=yes``); else cgroup v1
+(memory, pids, cpuacct mounted separately, as on hybrid hosts). Our cgroups go in
+``branchmerge-sandbox-<pid>`` beside (v2) or below (v1) our own, and ones left by a supervisor
+that died are removed at the next start-up.
 """
 
 from __future__ import annotations
