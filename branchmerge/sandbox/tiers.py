@@ -268,7 +268,7 @@ def launch(tier: str, py: Interpreter, uid: int | None, limits, cgroup: bool) ->
         "RLIMIT_NOFILE": int(limits.open_files),
         "RLIMIT_CORE": 0,
     }
-    if uid is None and not (tier in ("bwrap", "unshare") and nproc_per_userns()):
+    if uid is None and not ("user" in NAMESPACES[tier] and nproc_per_userns()):
         rlimits.pop("RLIMIT_NPROC")  # would count every process of the caller's own uid
     if not cgroup:
         rlimits["RLIMIT_AS"] = memory_backstop(limits)

@@ -131,16 +131,21 @@ def fast_verdict(gold: str, pred: str, gold_format: str) -> tuple[bool, str] | N
         if exact or numeric.clearly_different(float(gv), float(pv)):
             return False, "fast_number"
         return None
-    gx, px = numeric.value(g), numeric.value(rest)
-    if gx is not None and px is not None and numeric.clearly_different(gx, px):
+    apart = _values_apart(g, rest)
+    if apart:
         return False, "fast_value"
-    if gx is None or px is None:
-        gx, px = numeric.value(g, variables=True), numeric.value(p, variables=True)
-        if gx is not None and px is not None and numeric.clearly_different(gx, px):
-            return False, "fast_symbolic"
+    if apart is None and _values_apart(g, p, variables=True):
+        return False, "fast_symbolic"
     if _lists_differ(g, p):
         return False, "fast_list"
     return _same_shape_differs(g, p)
+
+
+def _values_apart(a: str, b: str, variables: bool = False) -> bool | None:
+    """Whether the values of two expressions (``numeric.value``) are clearly apart; None when
+    either has none."""
+    ax, bx = numeric.value(a, variables=variables), numeric.value(b, variables=variables)
+    return None if ax is None or bx is None else numeric.clearly_different(ax, bx)
 
 
 # a value in degrees; a one-letter variable given by an expression; digits in a stated base
@@ -156,14 +161,11 @@ def _same_shape_differs(g: str, p: str) -> tuple[bool, str] | None:
     it, apart at one point: different relations); ``4210_{5}`` and ``5210_{5}`` (the same base:
     different digits are different numbers, or different names if it keeps them as symbols)."""
     gm, pm = _DEGREES.fullmatch(g), _DEGREES.fullmatch(p)
-    if gm and pm:
-        gx, px = numeric.value(gm["value"]), numeric.value(pm["value"])
-        if gx is not None and px is not None and numeric.clearly_different(gx, px):
-            return False, "fast_degrees"
+    if gm and pm and _values_apart(gm["value"], pm["value"]):
+        return False, "fast_degrees"
     gm, pm = _EQUATION.fullmatch(g), _EQUATION.fullmatch(p)
     if gm and pm and gm["var"] == pm["var"] and gm["var"] not in gm["value"] + pm["value"]:
-        gx, px = numeric.value(gm["value"], variables=True), numeric.value(pm["value"], variables=True)
-        if gx is not None and px is not None and numeric.clearly_different(gx, px):
+        if _values_apart(gm["value"], pm["value"], variables=True):
             return False, "fast_relation"
     gm, pm = _BASED.fullmatch(g), _BASED.fullmatch(p)
     if gm and pm and gm["base"] == pm["base"] and gm["digits"].lstrip("0") != pm["digits"].lstrip("0"):
