@@ -51,6 +51,20 @@ def cgroup_mode_fixture(request, monkeypatch):
     return request.param
 
 
+def lying_harness(kill_after_tests: bool = False) -> str:
+    """The harness's source with a clean-up that does nothing and still says 'clean' (a harness
+    bug, as far as the supervisor can tell): ``clear_solution`` and, with ``kill_after_tests``, the
+    kill after each test too."""
+    from branchmerge.sandbox.session import HARNESS
+
+    source = HARNESS.replace(
+        "def clear_solution(conf, scratch):\n", "def clear_solution(conf, scratch):\n    return 'clean'\n", 1)
+    if kill_after_tests:
+        source = source.replace("def _clear_up(", "def _clear_up(*args):\n    return\n\n\ndef _kept_clear_up(", 1)
+    assert source.count("return 'clean'") == 1 and (not kill_after_tests or "_kept_clear_up" in source)
+    return source
+
+
 def cli_run(tmp_path: Path, code: str, tests: dict, *args: str, name: str = "solution.py") -> tuple[int, dict]:
     """Run one program through ``branchmerge sandbox run --json``; (exit code, result dict)."""
     sol = tmp_path / name

@@ -9,7 +9,7 @@ import pytest
 from branchmerge.sandbox import session as session_mod
 from branchmerge.sandbox.results import Limits
 from branchmerge.sandbox.supervisor import run_many
-from tests.sandbox_helpers import SAFE_PARAMS, has_cgroup
+from tests.sandbox_helpers import SAFE_PARAMS, has_cgroup, lying_harness
 
 # which sandbox a solution runs in: its harness's pid and its own (in a pid namespace of its own the
 # harness is pid 1 or 2 and the first test of a fresh sandbox gets the next pid)
@@ -110,23 +110,12 @@ def test_orphans_do_not_pile_up_across_solutions(tier):
     assert [r.verdict for r in results] == ["accepted"] * 5, [(r.detail, r.stderr[-300:]) for r in results]
 
 
-def _lying_harness(monkeypatch, what: tuple[str, ...]) -> None:
-    """A harness whose clean-up does nothing and still says 'clean' (a harness bug, as far as the
-    supervisor can tell): ``clear_solution`` and, with "tests", the kill after each test too."""
-    source = session_mod.HARNESS.replace(
-        "def clear_solution(conf, scratch):\n", "def clear_solution(conf, scratch):\n    return 'clean'\n", 1)
-    if "tests" in what:
-        source = source.replace("def _clear_up(", "def _clear_up(*args):\n    return\n\n\ndef _kept_clear_up(", 1)
-    assert source.count("return 'clean'") == 1 and ("tests" not in what or "_kept_clear_up" in source)
-    monkeypatch.setattr(session_mod, "HARNESS", source)
-
-
 @pytest.mark.parametrize("tier", SAFE_PARAMS)
 def test_supervisor_checks_the_clean_up_itself(tier, monkeypatch):
     """The harness's 'clean' is checked from outside: files left (tmpfs pages charged to the
     cgroup, inodes on the sandbox's own /tmp, names in a host scratch dir) close the sandbox, and
     the next solution runs in a fresh one that has none of them."""
-    _lying_harness(monkeypatch, ())
+    monkeypatch.setattr(session_mod, "HARNESS", lying_harness())
     jobs = [(LEAVE, {"inputs": [""], "outputs": ["?"]}), (LOOK, {"inputs": [""], "outputs": ["?"]})]
     first, second = run_many(jobs, Limits(tier=tier, timeout_s=5), workers=1)
     got = second.tests[0].detail.split("got ", 1)[1].strip("'\"")
@@ -142,7 +131,7 @@ def test_supervisor_checks_the_clean_up_itself(tier, monkeypatch):
 @pytest.mark.skipif(not has_cgroup(), reason="the processes of a sandbox are listed by its cgroup")
 @pytest.mark.parametrize("tier", SAFE_PARAMS)
 def test_supervisor_sees_a_process_the_harness_left(tier, monkeypatch):
-    _lying_harness(monkeypatch, ("tests",))
+    monkeypatch.setattr(session_mod, "HARNESS", lying_harness(kill_after_tests=True))
     sleeper = IDENT + "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(30)\n    os._exit(0)\nprint(ident)\n"
     code = IDENT + "print(ident)\n"
     jobs = [(sleeper, {"inputs": [""], "outputs": ["?"]}), (code, {"inputs": [""], "outputs": ["?"]})]

@@ -18,6 +18,7 @@ import pytest
 
 from branchmerge.sandbox.confine import landlock_abi
 from branchmerge.sandbox.tiers import nproc_per_userns
+from tests.sandbox_helpers import lying_harness
 
 NOBODY = 65534
 SETPRIV = shutil.which("setpriv")
@@ -44,10 +45,9 @@ import json, os, resource, sys, time
 from branchmerge.sandbox import Limits, run_many
 resource.setrlimit(resource.RLIMIT_NPROC, (400, 400))
 codes, timeout_s, tier, processes, others = json.loads(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-if sys.argv[6] == "lying":  # a harness that clears nothing and says 'clean'
+if sys.argv[6]:  # another harness's source (a file): one that clears nothing and says 'clean'
     from branchmerge.sandbox import session
-    session.HARNESS = session.HARNESS.replace(
-        "def clear_solution(conf, scratch):\\n", "def clear_solution(conf, scratch):\\n    return 'clean'\\n", 1)
+    session.HARNESS = open(sys.argv[6]).read()
 kids = []  # other processes of the same uid, outside the sandbox
 for _ in range(others):
     pid = os.fork()
@@ -86,8 +86,13 @@ def nobody_dir():
 
 
 def _run_as_nobody(codes: list[str], cwd: str, timeout_s: float = 5, tier: str = "landlock", processes: int = 64,
-                   others: int = 0, harness: str = "real") -> list[list[str]]:
-    proc = _as_nobody(["-c", DRIVER, json.dumps(codes), str(timeout_s), tier, str(processes), str(others), harness], cwd)
+                   others: int = 0, harness: str | None = None) -> list[list[str]]:
+    """``codes`` run as nobody, one after another on one worker; ``harness``: another harness's source."""
+    source = ""
+    if harness is not None:
+        source = os.path.join(cwd, "harness.py")
+        Path(source).write_text(harness)
+    proc = _as_nobody(["-c", DRIVER, json.dumps(codes), str(timeout_s), tier, str(processes), str(others), source], cwd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -164,7 +169,7 @@ def test_without_root_the_supervisor_checks_the_clean_up(nobody_dir, tier):
     if tier == "bwrap" and not shutil.which("bwrap"):
         pytest.skip("bubblewrap not installed")
     empty = "import os\nos.mkdir('d')\nopen('e', 'w').close()\nprint(os.getppid())\n"
-    (_, d1, _), (_, d2, _) = _run_as_nobody([empty, LOOK], nobody_dir, tier=tier, harness="lying")
+    (_, d1, _), (_, d2, _) = _run_as_nobody([empty, LOOK], nobody_dir, tier=tier, harness=lying_harness())
     harness1 = d1.split("got ", 1)[1].strip("'\"")
     harness2, files = d2.split("got ", 1)[1].strip("'\"").split(" ", 1)
     assert files == "['new']", d2
